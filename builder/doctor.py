@@ -1,0 +1,145 @@
+"""`mlcbuild doctor`: is everything a build and a browser run need present, at the pinned versions?"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+
+from . import pins
+from .errors import MlcbuildError
+from .paths import WEB
+from .toolchain import dist_version
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def _run(cmd: list[str], **kw) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, **kw)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"<{e}>"
+    return (p.stdout + p.stderr).strip()
+
+
+def check_python() -> list[Check]:
+    v = sys.version_info
+    out = [Check("python", v >= (3, 11), f"{v.major}.{v.minor}.{v.micro}", "use Python >= 3.11")]
+    for dist, want in pins.PYTHON_PACKAGES:
+        have = dist_version(dist)
+        if have is None:
+            out.append(Check(dist, False, "not installed", f"pip install {dist}{'==' + want if want else ''}"))
+        elif want and have != want:
+            out.append(Check(dist, False, f"{have} (need {want})", f"pip install {dist}=={want}"))
+        else:
+            out.append(Check(dist, True, have))
+    return out
+
+
+def check_emcc() -> list[Check]:
+    from .toolchain import DEBIAN_NODE_PATH, emcc_version, find_emcc
+
+    try:
+        exe = find_emcc()
+        ver = emcc_version(exe)
+    except MlcbuildError as e:
+        return [Check("emcc", False, e.format_message(), "apt-get install emscripten")]
+    ok = ver == pins.EMSCRIPTEN
+    checks = [Check("emcc", ok, f"{ver} at {exe}" + ("" if ok else f" (pinned {pins.EMSCRIPTEN})"),
+                    "" if ok else f"install emscripten {pins.EMSCRIPTEN} (Debian bookworm's package)")]
+    acorn = os.path.isdir(f"{DEBIAN_NODE_PATH}/acorn")
+    checks.append(Check("emcc NODE_PATH quirk", acorn,
+                        f"node-acorn in {DEBIAN_NODE_PATH}; mlcbuild sets NODE_PATH for emcc" if acorn
+                        else f"{DEBIAN_NODE_PATH}/acorn missing", "apt-get install node-acorn"))
+    return checks
+
+
+def check_node() -> list[Check]:
+    node = shutil.which("node")
+    if not node:
+        return [Check("node", False, "not installed", "apt-get install nodejs npm")]
+    ver = _run([node, "--version"]).lstrip("v")
+    major = int(ver.split(".")[0]) if ver[:1].isdigit() else 0
+    checks = [Check("node", major >= pins.NODE_MIN_MAJOR, ver, f"install node >= {pins.NODE_MIN_MAJOR}")]
+    npm = shutil.which("npm")
+    checks.append(Check("npm", bool(npm), _run([npm, "--version"]).splitlines()[-1] if npm else "not installed",
+                        "apt-get install npm"))
+    for pkg, want in (("@mlc-ai/web-runtime", pins.WEB_RUNTIME), ("playwright-core", pins.PLAYWRIGHT_CORE),
+                      ("@mlc-ai/web-tokenizers", pins.WEB_TOKENIZERS)):
+        pj = WEB / "node_modules" / pkg / "package.json"
+        have = json.loads(pj.read_text())["version"] if pj.is_file() else None
+        detail = "not installed" if have is None else have + ("" if have == want else f" (need {want})")
+        checks.append(Check(pkg, have == want, detail, f"npm ci --prefix {WEB}"))
+    return checks
+
+
+def check_chromium() -> list[Check]:
+    from .browser import find_chromium
+
+    exe = find_chromium()
+    if not exe:
+        return [Check("chromium", False, "not installed", "apt-get install chromium")]
+    out = _run([exe, "--version"])
+    m = re.search(r"(\d+)\.\d+\.\d+\.\d+", out)
+    major = int(m.group(1)) if m else 0
+    return [Check("chromium", major >= pins.CHROMIUM_MIN_MAJOR, m.group(0) if m else out[:80],
+                  f"install chromium >= {pins.CHROMIUM_MIN_MAJOR}")]
+
+
+def check_runtime_cache() -> list[Check]:
+    from .runtime import runtime_dir, verify
+
+    try:
+        d = runtime_dir()
+        objs = verify(d)
+    except MlcbuildError as e:
+        return [Check("wasm runtime cache", False, e.format_message(), "mlcbuild runtime")]
+    size = sum(p.stat().st_size for p in objs) / 1e6
+    return [Check("wasm runtime cache", True, f"{len(objs)} objects, {size:.1f} MB, sha256 verified: {d}")]
+
+
+def check_webgpu() -> list[Check]:
+    from .browser import serve_and_run
+
+    try:
+        res = serve_and_run("harness/webgpu-probe.html", {}, timeout_s=60)
+    except MlcbuildError as e:
+        return [Check("webgpu", False, e.format_message(), "install chromium and run npm ci in web/")]
+    r = res.get("result") or {}
+    if not res["ok"] or not r.get("available"):
+        return [Check("webgpu", False, r.get("reason") or res.get("error") or "no adapter",
+                      "chromium needs --enable-unsafe-webgpu and a Vulkan driver (SwiftShader ships with it)")]
+    fallback = " (fallback adapter)" if r.get("isFallbackAdapter") else ""
+    return [
+        Check("webgpu adapter", True, f"{r.get('vendor') or '?'} / {r.get('architecture') or '?'}{fallback}"),
+        Check("webgpu shader-f16", True, "yes" if r["shaderF16"] else "no (use f32 libs: q0f32, q4f32_1)"),
+        Check("webgpu max storage binding", True, f"{r['maxStorageBufferBindingSize'] / 2**20:.0f} MiB"),
+    ]
+
+
+def run_checks(browser: bool = True) -> list[Check]:
+    checks = check_python() + check_emcc() + check_node() + check_chromium() + check_runtime_cache()
+    if browser:
+        checks += check_webgpu()
+    return checks
+
+
+def render_table(checks: list[Check]) -> str:
+    w = max(len(c.name) for c in checks)
+    lines = []
+    for c in checks:
+        lines.append(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{w}}  {c.detail}")
+        if not c.ok and c.fix:
+            lines.append(f"{'':4}  {'':<{w}}  fix: {c.fix}")
+    return "\n".join(lines)

@@ -1,0 +1,28 @@
+"""The one place where versions that must match each other are pinned.
+
+apache-tvm compiles the model libraries, @mlc-ai/web-runtime (tvmjs) loads them in the browser, and the
+wasm runtime objects are built from the TVM wheel's sources with Debian's emscripten. The three must agree:
+pyproject.toml and web/package.json repeat these values and tests/test_pins.py keeps them in step.
+"""
+
+TVM = "0.27.0.post1"
+WEB_RUNTIME = "0.27.0-dev0"  # npm @mlc-ai/web-runtime, the tvmjs build matching TVM 0.27
+EMSCRIPTEN = "3.1.6"  # Debian bookworm's emscripten package
+TORCH = "2.13.0"  # the CPU build on these machines; pyproject allows a range
+PLAYWRIGHT_CORE = "1.65.1"
+WEB_TOKENIZERS = "0.1.6"
+NODE_MIN_MAJOR = 18
+CHROMIUM_MIN_MAJOR = 120
+
+# Python packages doctor reports: (distribution, required version or None for "any")
+PYTHON_PACKAGES = [
+    ("apache-tvm", TVM),
+    ("torch", None),
+    ("transformers", None),
+    ("huggingface-hub", None),
+    ("safetensors", None),
+    ("numpy", None),
+    ("click", None),
+    ("tqdm", None),
+    ("gguf", None),
+]

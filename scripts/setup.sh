@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install everything mlcbuild needs, idempotently: Debian packages, Python packages, npm packages,
+# and the cached wasm runtime. Sourced by scripts/demo and scripts/test; safe to run again and again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+PY=${PYTHON:-python3}
+say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
+
+# 1. Debian packages: emscripten (emcc 3.1.6) and chromium (headless WebGPU on SwiftShader).
+need_apt=()
+command -v emcc >/dev/null || need_apt+=(emscripten)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# 2. Python packages. torch is pinned first so no range pulls a multi-GB CUDA build; the editable
+#    install of this repo brings the rest. Skipped when pyproject.toml has not changed since last time.
+stamp_dir="${XDG_CACHE_HOME:-$HOME/.cache}/mlcbuild"; mkdir -p "$stamp_dir"
+want="$(sha256sum pyproject.toml | cut -c1-16)-$(pwd | sha256sum | cut -c1-8)"
+if [ "$(cat "$stamp_dir/pip.stamp" 2>/dev/null)" != "$want" ] || ! $PY -c "import builder, tvm, torch" 2>/dev/null; then
+  torch_pin=$(sed -n 's/^TORCH = "\(.*\)".*/\1/p' builder/pins.py)
+  say "pip install torch==$torch_pin and -e .[dev]"
+  $PY -m pip install -q "torch==$torch_pin"
+  $PY -m pip install -q -e ".[dev]"
+  echo "$want" > "$stamp_dir/pip.stamp"
+fi
+
+# 3. npm packages for the browser harness and playground, exactly as locked.
+lock_sum="$(sha256sum web/package-lock.json | cut -c1-16)"
+if [ "$(cat web/node_modules/.mlcbuild-stamp 2>/dev/null)" != "$lock_sum" ]; then
+  say "npm ci (web/)"
+  npm ci --prefix web --no-audit --no-fund --loglevel=error
+  echo "$lock_sum" > web/node_modules/.mlcbuild-stamp
+fi
+
+# 4. TVM's wasm runtime objects (cached per TVM and emcc version; reused in well under 2 s).
+$PY -m builder.cli runtime --quiet

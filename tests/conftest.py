@@ -1,0 +1,37 @@
+"""Shared fixtures: the real CLI in a subprocess, the real wasm runtime, a folder for screenshots."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots and logs kept from browser runs (gitignored)
+
+
+def run_cli(*args, env=None, timeout=900, cwd=None):
+    """Run `mlcbuild ARGS` as a user would; returns CompletedProcess with text stdout/stderr."""
+    return subprocess.run([sys.executable, "-m", "builder.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd or REPO)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def wasm_runtime():
+    from builder.runtime import ensure_runtime
+
+    return ensure_runtime(progress=False)
+
+
+@pytest.fixture
+def artifacts(request):
+    """A per-test folder under tests/artifacts for screenshots and page logs."""
+    d = ARTIFACTS / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+    d.mkdir(parents=True, exist_ok=True)
+    return d

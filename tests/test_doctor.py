@@ -1,0 +1,46 @@
+"""`mlcbuild doctor` on the real machine, and with emcc or chromium hidden from PATH."""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def test_doctor_passes_after_setup(cli, wasm_runtime):
+    p = cli("doctor", "--json", timeout=180)
+    report = json.loads(p.stdout)
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert p.returncode == 0 and report["ok"], failed
+    names = {c["name"] for c in report["checks"]}
+    assert {"apache-tvm", "emcc", "chromium", "wasm runtime cache", "webgpu adapter", "webgpu shader-f16"} <= names
+
+
+def _path_without(tmp_path: Path, hidden: str) -> str:
+    """A PATH with every tool the doctor looks for except `hidden` (symlinked into one folder)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("node", "npm", "chromium", "emcc", "python3", Path(sys.executable).name):
+        exe = shutil.which(tool)
+        if tool != hidden and exe and not (bindir / tool).exists():
+            (bindir / tool).symlink_to(exe)
+    return str(bindir)
+
+
+@pytest.mark.parametrize("hidden,fix", [("emcc", "apt-get install emscripten"),
+                                        ("chromium", "apt-get install chromium")])
+def test_doctor_fails_with_hint_when_tool_missing(cli, tmp_path, hidden, fix):
+    env = {"PATH": _path_without(tmp_path, hidden)}
+    p = cli("doctor", "--no-browser", env=env, timeout=180)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stdout + p.stderr
+    row = next(ln for ln in p.stdout.splitlines() if ln.startswith("FAIL") and hidden in ln)
+    assert "not" in row  # "not on PATH" / "not installed"
+    assert f"fix: {fix}" in p.stdout
+    js = cli("doctor", "--no-browser", "--json", env=env, timeout=180)
+    assert js.returncode != 0
+    bad = [c for c in json.loads(js.stdout)["checks"] if not c["ok"]]
+    assert [c["fix"] for c in bad if c["name"] == hidden] == [fix]
+    assert os.environ.get("PATH") != env["PATH"]

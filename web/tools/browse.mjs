@@ -1,0 +1,76 @@
+// Drive Debian's Chromium headless with WebGPU (SwiftShader) through playwright-core.
+// Opens one URL, waits until the page publishes `window.__mlcbuildResult` (or throws), prints
+// one JSON line {ok, result, error, console} on stdout. Used by builder/browser.py and the tests.
+//
+//   node web/tools/browse.mjs --url http://127.0.0.1:PORT/page.html [--timeout 60000]
+//        [--screenshot out.png] [--screenshot-always]
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+function parseArgs(argv) {
+  const opts = { timeout: 60000, screenshot: null, screenshotAlways: false, url: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--url") opts.url = argv[++i];
+    else if (a === "--timeout") opts.timeout = Number(argv[++i]);
+    else if (a === "--screenshot") opts.screenshot = argv[++i];
+    else if (a === "--screenshot-always") opts.screenshotAlways = true;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!opts.url) throw new Error("--url is required");
+  return opts;
+}
+
+export function chromiumPath() {
+  const candidates = [process.env.MLCBUILD_CHROMIUM, "/usr/lib/chromium/chromium", "/usr/bin/chromium"];
+  for (const c of candidates) if (c && existsSync(c)) return c;
+  throw new Error("chromium not found (apt-get install chromium, or set MLCBUILD_CHROMIUM)");
+}
+
+// Flags from ../shared/notes/toolchain.md: no network chatter, WebGPU on without a GPU.
+export const CHROMIUM_ARGS = [
+  "--no-sandbox", "--no-first-run", "--disable-background-networking", "--disable-component-update",
+  "--disable-sync", "--disable-quic", "--enable-unsafe-webgpu", "--disable-dev-shm-usage",
+];
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const profile = mkdtempSync(join(tmpdir(), "mlcbuild-chromium-"));
+  const out = { ok: false, result: null, error: null, console: [] };
+  let context = null;
+  let page = null;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: chromiumPath(), headless: true, args: CHROMIUM_ARGS,
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on("console", (m) => out.console.push(`${m.type()}: ${m.text()}`));
+    page.on("pageerror", (e) => out.console.push(`pageerror: ${e.message}`));
+    await page.goto(opts.url, { timeout: opts.timeout });
+    const handle = await page.waitForFunction(
+      () => window.__mlcbuildResult !== undefined || window.__mlcbuildError !== undefined,
+      null, { timeout: opts.timeout, polling: 100 });
+    await handle.dispose();
+    const { result, error } = await page.evaluate(() => ({
+      result: window.__mlcbuildResult ?? null, error: window.__mlcbuildError ?? null,
+    }));
+    out.result = result;
+    out.error = error;
+    out.ok = error === null;
+  } catch (e) {
+    out.error = String(e && e.message ? e.message : e).split("\n")[0];
+  }
+  if (page && opts.screenshot && (opts.screenshotAlways || !out.ok)) {
+    try { await page.screenshot({ path: opts.screenshot, fullPage: true }); } catch { /* page gone */ }
+  }
+  if (context) await context.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
+main().catch((e) => {
+  process.stdout.write(JSON.stringify({ ok: false, result: null, error: String(e.message || e), console: [] }) + "\n");
+  process.exit(1);
+});
