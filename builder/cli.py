@@ -20,7 +20,7 @@ class Group(click.Group):
             sys.exit(0)
         except click.UsageError as e:
             hint = f"; see '{e.ctx.command_path} --help'" if e.ctx else "; see 'mlcbuild --help'"
-            click.echo(f"mlcbuild: error: {one_line(e.format_message())}{hint}", err=True)
+            click.echo(f"mlcbuild: error: {one_line(e.format_message()).rstrip('.')}{hint}", err=True)
             sys.exit(2)
         except click.ClickException as e:
             click.echo(f"mlcbuild: error: {one_line(e.format_message())}", err=True)
@@ -99,6 +99,113 @@ def selfcheck(quiet, as_json):
                    f"  adapter {res['adapter']}  ({res['seconds']:.1f} s)")
     if not res["ok"]:
         raise MlcbuildError("the WebGPU module's results differ from numpy", "see the numbers above")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
+def models(as_json):
+    """List the model presets `make` knows (tiny-* are random-weight test models)."""
+    from .presets import DEFAULT, PRESETS
+
+    rows = [{"name": p.name, "kind": p.kind, "source": p.source, "default_quant": p.default_quant,
+             "description": p.description + (" [default]" if p.name == DEFAULT else "")} for p in PRESETS.values()]
+    if as_json:
+        emit_json(rows)
+        return
+    w = max(len(r["name"]) for r in rows)
+    for r in rows:
+        click.echo(f"{r['name']:<{w}}  {r['kind']:<4}  {r['default_quant']:<8}  {r['description']}")
+
+
+TARGET_CHOICES = click.Choice(["webgpu", "cpu", "all"])
+
+
+def _targets(target: str) -> tuple[str, ...]:
+    return ("webgpu", "cpu") if target == "all" else (target,)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--quant", "-q", default=None, help="q0f32, q0f16, q4f32_1 or q4f16_1 (default: the preset's).")
+@click.option("--out", "-o", "out", default="dist", show_default=True, type=click.Path(file_okay=False),
+              help="Output root; the build goes to OUT/<name>-<quant>/.")
+@click.option("--target", "-t", default="all", show_default=True, type=TARGET_CHOICES)
+@click.option("--opt", "opt_level", default=1, show_default=True, type=click.IntRange(0, 3),
+              help="wasm link optimisation level (-O1 for tests, -O2/-O3 for releases).")
+@click.option("--revision", default=None, help="Hugging Face revision (branch, tag or commit).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
+def make(model, quant, out, target, opt_level, revision, quiet, as_json):
+    """Fetch, convert, compile and package MODEL (a preset, an HF directory or a .gguf file)."""
+    from pathlib import Path
+
+    from .make import make as run_make
+    from .summary import render_summary
+
+    res = run_make(model, quant, Path(out), _targets(target), opt_level, revision, show_progress=not (quiet or as_json))
+    if as_json:
+        emit_json({"out": str(res.out), "reused": res.reused, "timings": res.timings, "manifest": res.manifest})
+    elif not quiet:
+        click.echo(render_summary(res))
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--revision", default=None, help="Hugging Face revision (branch, tag or commit).")
+@click.option("--quiet", is_flag=True)
+def fetch(model, revision, quiet):
+    """Resolve MODEL to local files (download, locate the offline GGUF, or synthesize a tiny model)."""
+    from .fetch import fetch as run_fetch
+
+    f = run_fetch(model, revision, show_progress=not quiet)
+    click.echo(str(f.path))
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--quant", "-q", default="q4f16_1", show_default=True)
+@click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False))
+@click.option("--quiet", is_flag=True)
+def convert(model, quant, out, quiet):
+    """Convert MODEL's weights to the MLC layout (params_shard_*.bin + tensor-cache.json) in OUT."""
+    from pathlib import Path
+
+    from .convert.convert import convert as run_convert
+    from .convert.source import open_source
+    from .fetch import fetch as run_fetch
+    from .fsutil import atomic_dir
+    from .models import check_quant, model_config, param_specs
+
+    check_quant(quant)
+    src = open_source(run_fetch(model, show_progress=not quiet).path)
+    cfg = model_config(src.config)
+    with atomic_dir(Path(out)) as tmp:
+        src.write_tokenizer(tmp)
+        stats = run_convert(src, param_specs(cfg), quant, tmp, show_progress=not quiet)
+    click.echo(f"{stats.get('params', '?')} parameters, {stats.get('bytes', 0) / 1e6:.1f} MB -> {out}")
+
+
+@cli.command(name="compile")
+@click.argument("model")
+@click.option("--quant", "-q", default="q4f16_1", show_default=True)
+@click.option("--target", "-t", default="webgpu", show_default=True, type=click.Choice(["webgpu", "cpu"]))
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Library file to write.")
+@click.option("--opt", "opt_level", default=1, show_default=True, type=click.IntRange(0, 3))
+@click.option("--quiet", is_flag=True)
+def compile_cmd(model, quant, target, out, opt_level, quiet):
+    """Compile MODEL's graph (config only, no weights) to a WebGPU .wasm or a CPU .so."""
+    from pathlib import Path
+
+    from .compile import compile_model
+    from .convert.source import open_source
+    from .fetch import fetch as run_fetch
+    from .models import check_quant, model_config
+
+    check_quant(quant)
+    cfg = model_config(open_source(run_fetch(model, show_progress=not quiet).path).config)
+    r = compile_model(cfg, quant, target, Path(out), opt_level=opt_level, show_progress=not quiet)
+    click.echo(f"{out}: {r['bytes'] / 1e6:.1f} MB (graph {r['graph_s']} s, compile {r['compile_s']} s, "
+               f"link {r['link_s']} s)")
 
 
 def main():

@@ -38,10 +38,11 @@ def check_python() -> list[Check]:
     out = [Check("python", v >= (3, 11), f"{v.major}.{v.minor}.{v.micro}", "use Python >= 3.11")]
     for dist, want in pins.PYTHON_PACKAGES:
         have = dist_version(dist)
+        fix = f"pip install {'--no-deps ' if dist in pins.NO_DEPS else ''}{dist}{'==' + want if want else ''}"
         if have is None:
-            out.append(Check(dist, False, "not installed", f"pip install {dist}{'==' + want if want else ''}"))
+            out.append(Check(dist, False, "not installed", fix))
         elif want and have != want:
-            out.append(Check(dist, False, f"{have} (need {want})", f"pip install {dist}=={want}"))
+            out.append(Check(dist, False, f"{have} (need {want})", fix))
         else:
             out.append(Check(dist, True, have))
     return out

