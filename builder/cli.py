@@ -208,6 +208,32 @@ def compile_cmd(model, quant, target, out, opt_level, quiet):
                f"link {r['link_s']} s)")
 
 
+@cli.command()
+@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.argument("question")
+@click.option("--max-tokens", default=32, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--json", "as_json", is_flag=True, help="Print the answer and timings as JSON.")
+def ask(build_dir, question, max_tokens, as_json):
+    """Greedy answer to QUESTION from the CPU library of a build (BUILD_DIR = OUT/<name>-<quant>)."""
+    import time
+    from pathlib import Path
+
+    from .engine import Engine
+
+    eng = Engine(Path(build_dir))
+    ids = eng.chat_ids([{"role": "user", "content": question}])
+    t0 = time.perf_counter()
+    out = eng.generate(ids, max_tokens)
+    secs = time.perf_counter() - t0
+    answer = eng.tokenizer().decode(out, skip_special_tokens=True).strip()
+    info = {"answer": answer, "prompt_tokens": len(ids), "generated_tokens": len(out), "seconds": round(secs, 2)}
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"Q: {question}\nA: {answer}\n({len(ids)} prompt + {len(out)} generated tokens in {secs:.1f} s, "
+                   f"CPU lib, greedy)")
+
+
 def main():
     cli.main()
 

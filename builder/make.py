@@ -7,6 +7,7 @@ previous output (or nothing) and never a half-written one. No timestamps: identi
 byte-identical outputs.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -124,7 +125,9 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
         manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest,
                           reused, libs, timings, show_progress)
     except OSError as e:
-        raise MlcbuildError(f"writing {final} failed: {e.strerror or e}", "free disk space or pick another --out") \
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise MlcbuildError(f"writing {final} failed: {e.strerror}", "free disk space or pick another --out") \
             from None
     timings["total_s"] = round(time.perf_counter() - t_start, 2)
     return BuildResult(final, manifest, reused, timings)
@@ -152,10 +155,6 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
             else:
                 compile_model(cfg, quant, t, tmp / libs[t], opt_level=opt_level, show_progress=show_progress)
             timings[f"compile_{t}_s"] = round(time.perf_counter() - t0, 2)
-        if quant.endswith("f16") or "f16_" in quant:
-            from .f16check import check_f16_hidden
-
-            check_f16_hidden(tmp, cfg, quant, fetched.name)
         manifest = {
             "format": "mlcbuild-manifest/1", "name": fetched.name, "quantization": quant,
             "model_type": cfg.model_type, "hidden_size": cfg.hidden_size,
@@ -169,6 +168,10 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
                       for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST},
         }
         write_json_atomic(tmp / MANIFEST, manifest)
+        if "f16" in quant:  # before the output is swapped in: a failing check leaves nothing behind
+            from .f16check import check_f16_hidden
+
+            check_f16_hidden(tmp, cfg, quant, fetched.name)
     return manifest
 
 

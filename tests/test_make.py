@@ -122,3 +122,50 @@ def test_make_outputs_manifest_reuse_and_determinism(tmp_path, tiny_qwen2_dir):
     healed = make("tiny-qwen2", "q4f32_1", tmp_path / "a", targets=("webgpu", "cpu"), show_progress=False)
     assert "convert" not in healed.reused and healed.manifest["files"] == m["files"]
     assert transformers.AutoTokenizer.from_pretrained(out).chat_template
+
+
+def _fake_hf_cache(root, repo, src):
+    """A Hugging Face cache holding `src` as the snapshot of `repo` (huggingface_hub's on-disk layout)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    base = root / f"models--{repo.replace('/', '--')}"
+    snap = base / "snapshots" / commit
+    shutil.copytree(src, snap)
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(commit)
+    return commit
+
+
+@pytest.mark.slow
+def test_fetch_through_huggingface_hub_offline(cli, tmp_path, tiny_qwen2_dir):
+    """The real huggingface_hub download path, answered from a local cache with HF_HUB_OFFLINE=1."""
+    hub = tmp_path / "hub"
+    commit = _fake_hf_cache(hub, "Qwen/Qwen2.5-0.5B-Instruct", tiny_qwen2_dir)
+    env = {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+    p = cli("make", "qwen2.5-0.5b", "--quant", "q0f32", "--target", "cpu", "--out", str(tmp_path / "o"), "--json",
+            env=env)
+    assert p.returncode == 0, p.stderr
+    m = json.loads(p.stdout)["manifest"]
+    assert m["source"] == {**m["source"], "model_id": "Qwen/Qwen2.5-0.5B-Instruct", "revision": commit}
+    assert (tmp_path / "o" / "qwen2.5-0.5b-q0f32" / "qwen2.5-0.5b-q0f32-cpu.so").is_file()
+    missing = cli("make", "qwen3-0.6b", "--out", str(tmp_path / "o2"), env=env)
+    assert_one_line_error(missing, "Qwen/Qwen3-0.6B", "HF_HUB_OFFLINE=1")
+
+
+@pytest.mark.slow
+def test_f16_overflow_is_refused(cli, tmp_path, tiny_qwen2_dir):
+    from safetensors.numpy import load_file, save_file
+
+    ok = cli("make", str(tiny_qwen2_dir), "--quant", "q4f16_1", "--target", "webgpu", "--out", str(tmp_path / "a"),
+             "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert "cpu" in json.loads(ok.stdout)["manifest"]["libs"]  # the f16 check needs (and ships) the CPU lib
+    hot = tmp_path / "hot"
+    shutil.copytree(tiny_qwen2_dir, hot)
+    w = load_file(hot / "model.safetensors")
+    for k in w:
+        if k.endswith("post_attention_layernorm.weight"):
+            w[k] = w[k] * 3e4  # the MLP output leaves float16's range
+    save_file(w, hot / "model.safetensors", metadata={"format": "pt"})
+    p = cli("make", str(hot), "--quant", "q4f16_1", "--target", "webgpu", "--out", str(tmp_path / "b"))
+    assert_one_line_error(p, "float16", "--quant q4f32_1")
+    assert listing(tmp_path / "b") == []
