@@ -234,6 +234,15 @@ def ask(build_dir, question, max_tokens, as_json):
                    f"CPU lib, greedy)")
 
 
+def _register_train_links():
+    from train_links.cli import train_links_cmd  # light: click and dataclasses only; torch loads on use
+
+    cli.add_command(train_links_cmd)
+
+
+_register_train_links()
+
+
 def main():
     cli.main()
 

@@ -1,0 +1,221 @@
+"""recursivelink.json round trips and malformed files, the data rows, and the train-links CLI (tiny models)."""
+
+import math
+
+import pytest
+import torch
+
+from builder.errors import MlcbuildError
+from train_links import format as fmt
+from train_links.agents import make_agents
+from train_links.data import builtin
+from train_links.patterns import sequential
+from train_links.system import LinkSet
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def seq_agents():
+    p = sequential()
+    return p, {a.name: a for a in make_agents(["tiny-qwen3"] * 3, p)}
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return builtin()
+
+
+# 7. recursivelink.json -----------------------------------------------------------------------------------------------
+
+def _saved(seq_agents, tmp_path, dtype="f32"):
+    p, agents = seq_agents
+    links = LinkSet(agents, p, seed=0)
+    with torch.no_grad():
+        for prm in links.parameters():
+            prm.add_(torch.randn_like(prm) * 0.01)  # not just the init values
+    return links, fmt.save(tmp_path / "rl.json", agents, p, links, 4, 3, dtype)
+
+
+def test_round_trip_f32_bit_exact_and_size(seq_agents, tmp_path):
+    links, path = _saved(seq_agents, tmp_path)
+    lf = fmt.load(path, {"planner": 64, "critic": 64, "solver": 64})
+    raw = 0
+    for kind, key, mod in links.named_links():
+        got = lf.tensors[f"inner:{key}" if kind == "inner" else key]
+        for k, v in mod.state_dict().items():
+            assert torch.equal(got[k], v), k
+            raw += v.numel() * 4
+    size = path.stat().st_size
+    print(f"raw tensor bytes {raw}, file {size} ({size / raw:.3f}x)")
+    assert raw * 4 / 3 <= size < raw * 4 / 3 * 1.03 + 8192
+
+
+def test_round_trip_f16_within_precision(seq_agents, tmp_path):
+    links, path = _saved(seq_agents, tmp_path, "f16")
+    lf = fmt.load(path)
+    for kind, key, mod in links.named_links():
+        got = lf.tensors[f"inner:{key}" if kind == "inner" else key]
+        for k, v in mod.state_dict().items():
+            assert torch.allclose(got[k], v, rtol=1e-3, atol=1e-6), k
+            assert torch.equal(got[k], v.half().float()), k
+
+
+# 7. malformed recursivelink.json files --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def good_file(seq_agents, tmp_path_factory):
+    p, agents = seq_agents
+    links = LinkSet(agents, p, seed=0)
+    return fmt.save(tmp_path_factory.mktemp("rl") / "good.json", agents, p, links, 4, 3)
+
+
+def _tensor(doc, link=0, name="w1.weight"):
+    return doc["links"][link]["tensors"][name]
+
+
+def _flip_char(s, i=10):
+    return s[:i] + ("B" if s[i] != "B" else "C") + s[i + 1:]
+
+
+def _nan_tensor(doc):
+    import base64
+    import hashlib
+
+    import numpy as np
+
+    t = _tensor(doc, 0, "w2.bias")
+    a = np.zeros(t["shape"], "<f4")
+    a[0] = np.nan
+    raw = a.tobytes()
+    t.update(data=base64.b64encode(raw).decode(), sha256=hashlib.sha256(raw).hexdigest())
+
+
+MALFORMED = {
+    "wrong version": (lambda d: d.update(version=2), "version 2 is not supported"),
+    "not recursivelink": (lambda d: d.pop("format"), "not a recursivelink file"),
+    "bad base64": (lambda d: _tensor(d).update(data="!" + _tensor(d)["data"][1:]), "bad base64"),
+    "base64 length": (lambda d: _tensor(d).update(data=_tensor(d)["data"][:-4]), "base64 length"),
+    "tensor shape": (lambda d: _tensor(d).update(shape=[65, 64]), "does not match the agents' dims"),
+    "link dims": (lambda d: d["links"][3].update(src_dim=65), "do not match the agents' hidden sizes"),
+    "checksum": (lambda d: _tensor(d).update(data=_flip_char(_tensor(d)["data"])), "sha256 mismatch"),
+    "huge hidden size": (lambda d: d["agents"][0].update(hidden_size=1 << 40), "hidden_size must be"),
+    "huge width": (lambda d: d["links"][0].update(width=1 << 40), "width must be"),
+    "huge shape": (lambda d: _tensor(d).update(shape=[1 << 40, 1 << 40]), "does not match the agents' dims"),
+    "missing agent": (lambda d: d["links"][4].update(src="ghost"), "not in the file's agents"),
+    "agent dropped": (lambda d: d["agents"].pop(1), "differ from the agents"),
+    "missing link": (lambda d: d["links"].pop(2), "missing link"),
+    "nan": (_nan_tensor, "NaN"),
+    "unknown kind": (lambda d: d["links"][0].update(kind="sideways"), "unknown link kind"),
+    "wrong dtype": (lambda d: d["links"][0].update(dtype="f64"), "dtype 'f64' is not supported"),
+    "negative m": (lambda d: d.update(latent_steps=-1), "latent_steps must be"),
+    "missing tensor": (lambda d: d["links"][0]["tensors"].pop("w1.bias"), "differ from the expected"),
+    "bad pattern": (lambda d: d["pattern"]["edges"].append({"src": "solver", "dst": "critic", "slot": "plan"}),
+                    "goes backwards"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_link_files_fail_clearly(good_file, tmp_path, case):
+    import json
+    import time
+
+    doc = json.loads(good_file.read_text())
+    mutate, want = MALFORMED[case]
+    mutate(doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    t = time.perf_counter()
+    with pytest.raises(MlcbuildError) as e:
+        fmt.load(bad)
+    msg = e.value.format_message()
+    assert want in msg and "\n" not in msg and str(bad) in msg, msg
+    assert time.perf_counter() - t < 5
+
+
+def test_truncated_garbage_and_oversized_files(good_file, tmp_path):
+    cases = {"truncated": good_file.read_bytes()[:5000], "garbage": bytes(range(256)) * 4, "empty": b""}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(MlcbuildError, match="not valid JSON"):
+            fmt.load(tmp_path / name)
+    with pytest.raises(MlcbuildError, match="larger than"):
+        fmt.load(good_file, max_bytes=1000)
+    with pytest.raises(MlcbuildError, match="no such file"):
+        fmt.load(tmp_path / "absent.json")
+    with pytest.raises(MlcbuildError, match="hidden size 64 here but 96"):
+        fmt.load(good_file, agent_dims={"planner": 64, "critic": 96, "solver": 64})
+
+
+# 6. data -------------------------------------------------------------------------------------------------------------
+
+def test_builtin_arithmetic_set(rows):
+    from train_links.data import exact_match
+
+    train, held = rows
+    assert (len(train), len(held)) == (160, 40)
+    assert builtin() == rows  # seeded: the same set every time
+    assert len({r["question"] for r in train + held}) == 200
+    for r in train + held:  # the refined plan ends with the worked arithmetic; it must give the answer
+        expr = r["refined_plan"].rsplit(". ", 1)[-1].rstrip(".").split(" = ")[0]
+        assert eval(expr) == float(r["answer"]), r
+    assert exact_match("The answer is 12.", "12") and not exact_match("13", "12") and exact_match(" 7<", "7.0")
+    assert exact_match("3 + 4 = 7", "7") and not exact_match("", "7") and exact_match(" Yes ", "yes")
+
+
+@pytest.mark.parametrize("line,want", [
+    ('{"question": "q", "answer": "1"', "not valid JSON"),
+    ('["q", "1"]', "must be a JSON object"),
+    ('{"question": "q"}', "missing 'answer'"),
+    ('{"question": "q", "answer": "1", "plan": 3}', "'plan' must be a string"),
+    ('{"question": " ", "answer": "1"}', "empty question"),
+])
+def test_bad_data_rows_name_file_and_line(tmp_path, line, want):
+    from train_links.data import load_jsonl
+
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"question": "a", "answer": 2}\n\n' + line + "\n")
+    with pytest.raises(MlcbuildError, match=want) as e:
+        load_jsonl(f)
+    assert f"{f}:3:" in e.value.format_message()
+    f.write_text('{"question": "a", "answer": 2}\n')
+    assert load_jsonl(f) == [{"question": "a", "answer": "2"}]
+
+
+# 8. CLI --------------------------------------------------------------------------------------------------------------
+
+def test_cli_trains_writes_and_evaluates(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from train_links.cli import train_links_cmd
+
+    assert train_links_cmd.name == "train-links"
+    out = tmp_path / "recursivelink.json"
+    args = ["--agents", "tiny-qwen3,tiny-qwen3,tiny-qwen3", "--rounds", "2", "--latent-steps", "2",
+            "--inner-steps", "10", "--outer-steps", "2", "--batch", "1", "--out", str(out)]
+    r = CliRunner().invoke(train_links_cmd, [*args, "--eval", "--eval-rows", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert set(summary["eval"]) == {"single agent", "text MAS", "latent MAS, untrained links",
+                                    "latent MAS, trained links"}
+    assert all(math.isfinite(v["answer_ce"]) and 0 <= v["accuracy"] <= 1 for v in summary["eval"].values())
+    lf = fmt.load(out)
+    assert lf.meta["latent_steps"] == 2 and lf.meta["training"]["outer_steps"] == 2
+    r = CliRunner().invoke(train_links_cmd, [*args, "--resume", "--quiet"])
+    assert r.exit_code == 0 and "resumed from" in r.output, r.output
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    bad = tmp_path / "d.jsonl"
+    bad.write_text('{"question": "q", "answer": "1"}\n{"question": 1, "answer": "2"}\n')
+    r = subprocess.run([sys.executable, "-m", "train_links.cli", "--agents", "tiny-qwen3", "--data", str(bad)],
+                       capture_output=True, text=True, cwd=repo, timeout=120)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"mlcbuild: error: {bad}:2: 'question' must be a string")

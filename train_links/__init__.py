@@ -1,0 +1,1 @@
+"""RecursiveLink training: small adapters that pass hidden states between frozen LLM agents (RecursiveMAS)."""
