@@ -133,16 +133,26 @@ def _targets(target: str) -> tuple[str, ...]:
 @click.option("--opt", "opt_level", default=1, show_default=True, type=click.IntRange(0, 3),
               help="wasm link optimisation level (-O1 for tests, -O2/-O3 for releases).")
 @click.option("--revision", default=None, help="Hugging Face revision (branch, tag or commit).")
+@click.option("--links", is_flag=True, help="Also train RecursiveLinks (planner -> critic -> solver, all this "
+              "model) and ship recursivelink.json in the output.")
+@click.option("--links-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Ship this trained recursivelink.json instead of training (validated against the model).")
+@click.option("--links-steps", default=20, show_default=True, type=click.IntRange(0, 100000),
+              help="Outer-loop steps when training links.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
-def make(model, quant, out, target, opt_level, revision, quiet, as_json):
+def make(model, quant, out, target, opt_level, revision, links, links_file, links_steps, quiet, as_json):
     """Fetch, convert, compile and package MODEL (a preset, an HF directory or a .gguf file)."""
     from pathlib import Path
 
+    from .make import LinksStep
     from .make import make as run_make
     from .summary import render_summary
 
-    res = run_make(model, quant, Path(out), _targets(target), opt_level, revision, show_progress=not (quiet or as_json))
+    step = LinksStep(file=Path(links_file), outer_steps=0) if links_file else \
+        LinksStep(outer_steps=links_steps) if links else None
+    res = run_make(model, quant, Path(out), _targets(target), opt_level, revision,
+                   show_progress=not (quiet or as_json), links=step)
     if as_json:
         emit_json({"out": str(res.out), "reused": res.reused, "timings": res.timings, "manifest": res.manifest})
     elif not quiet:

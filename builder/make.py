@@ -95,8 +95,30 @@ def chat_config(cfg, quant: str, tmp: Path, tokenizer_files: list[str], source_c
     }
 
 
+@dataclass
+class LinksStep:
+    """RecursiveLinks as a build step: train a homogeneous planner -> critic -> solver set for this model
+    (the embedded-default pattern), or include an existing recursivelink.json after validating it."""
+
+    file: Path | None = None
+    inner_steps: int = 100
+    outer_steps: int = 20
+    rounds: int = 3
+    latent_steps: int = 16
+    seed: int = 0
+
+    def key_parts(self, digest: str) -> list:
+        if self.file:
+            return ["links-file", sha256_file(self.file)]
+        return ["links-train", digest, self.inner_steps, self.outer_steps, self.rounds, self.latent_steps, self.seed]
+
+
+LINKS_FILE = "recursivelink.json"
+
+
 def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), targets=("webgpu", "cpu"),
-         opt_level: int = 1, revision: str | None = None, show_progress: bool = True) -> BuildResult:
+         opt_level: int = 1, revision: str | None = None, show_progress: bool = True,
+         links: LinksStep | None = None) -> BuildResult:
     from .convert.source import open_source
     from .presets import PRESETS
 
@@ -120,10 +142,12 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     for t in targets:
         keys[f"compile-{t}"] = _key("compile", __version__, pins.TVM, pins.EMSCRIPTEN, cfg.as_dict(), quant, t,
                                     opt_level if t == "webgpu" else 0)
+    if links:
+        keys["links"] = _key(__version__, *links.key_parts(digest))
     reused, libs = [], {}
     try:
         manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest,
-                          reused, libs, timings, show_progress)
+                          reused, libs, timings, show_progress, links)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
             raise
@@ -134,7 +158,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
 
 
 def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest, reused, libs,
-           timings, show_progress) -> dict:
+           timings, show_progress, links=None) -> dict:
     from .convert.convert import convert
 
     with atomic_dir(final) as tmp:
@@ -155,6 +179,13 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
             else:
                 compile_model(cfg, quant, t, tmp / libs[t], opt_level=opt_level, show_progress=show_progress)
             timings[f"compile_{t}_s"] = round(time.perf_counter() - t0, 2)
+        if links:
+            t0 = time.perf_counter()
+            if _reuse(final, prev, "links", keys["links"], (LINKS_FILE,), tmp):
+                reused.append("links")
+            else:
+                _links_step(links, fetched, cfg, tmp / LINKS_FILE, show_progress)
+            timings["links_s"] = round(time.perf_counter() - t0, 2)
         manifest = {
             "format": "mlcbuild-manifest/1", "name": fetched.name, "quantization": quant,
             "model_type": cfg.model_type, "hidden_size": cfg.hidden_size,
@@ -163,7 +194,7 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
             "versions": {"mlcbuild": __version__, "apache-tvm": pins.TVM, "emscripten": pins.EMSCRIPTEN,
                          "@mlc-ai/web-runtime": pins.WEB_RUNTIME},
             "options": {"targets": list(targets), "opt_level": opt_level, "quantization": quant},
-            "libs": libs, "steps": keys,
+            "libs": libs, "steps": keys, "links": LINKS_FILE if links else None,
             "files": {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
                       for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST},
         }
@@ -173,6 +204,26 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
 
             check_f16_hidden(tmp, cfg, quant, fetched.name)
     return manifest
+
+
+def _links_step(links: LinksStep, fetched: Fetched, cfg, dst: Path, show_progress: bool) -> None:
+    from train_links import format as fmt
+
+    if links.file:
+        lf = fmt.load(links.file)
+        wrong = {a["name"]: a["hidden_size"] for a in lf.meta["agents"] if a["hidden_size"] != cfg.hidden_size}
+        if wrong:
+            raise MlcbuildError(f"{links.file}: agents {wrong} do not match {fetched.name} (hidden {cfg.hidden_size})",
+                                "train links for this model: mlcbuild make ... --links")
+        shutil.copyfile(links.file, dst)
+        return
+    from train_links.pipeline import Config, run
+
+    with tempfile.TemporaryDirectory(prefix="mlcbuild-links-") as tmpd:
+        run(Config(agents=[str(fetched.path)] * 3, pattern="sequential", rounds=links.rounds,
+                   latent_steps=links.latent_steps, inner_steps=links.inner_steps, outer_steps=links.outer_steps,
+                   batch=1, seed=links.seed, out=str(dst), checkpoint=str(Path(tmpd) / "links.ckpt"),
+                   progress=show_progress), echo=lambda s: None)
 
 
 def verify_output(out: Path) -> dict:

@@ -169,3 +169,21 @@ def test_f16_overflow_is_refused(cli, tmp_path, tiny_qwen2_dir):
     p = cli("make", str(hot), "--quant", "q4f16_1", "--target", "webgpu", "--out", str(tmp_path / "b"))
     assert_one_line_error(p, "float16", "--quant q4f32_1")
     assert listing(tmp_path / "b") == []
+
+
+@pytest.mark.slow
+def test_make_links_step_trains_and_ships_recursivelink(tmp_path):
+    from builder.make import LinksStep
+    from train_links import format as fmt
+
+    step = LinksStep(inner_steps=4, outer_steps=1, rounds=1, latent_steps=2)
+    res = make("tiny-qwen3", "q0f32", tmp_path / "a", targets=("cpu",), show_progress=False, links=step)
+    rl = res.out / "recursivelink.json"
+    lf = fmt.load(rl, {"planner": 64, "critic": 64, "solver": 64})
+    assert lf.meta["latent_steps"] == 2 and res.manifest["links"] == "recursivelink.json"
+    assert res.manifest["files"]["recursivelink.json"]["sha256"] == verify_output(res.out)["files"][rl.name]["sha256"]
+    again = make("tiny-qwen3", "q0f32", tmp_path / "a", targets=("cpu",), show_progress=False, links=step)
+    assert "links" in again.reused
+    shipped = make("tiny-qwen3", "q0f32", tmp_path / "b", targets=("cpu",), show_progress=False,
+                   links=LinksStep(file=rl))
+    assert (shipped.out / "recursivelink.json").read_bytes() == rl.read_bytes()
