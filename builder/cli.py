@@ -244,6 +244,42 @@ def ask(build_dir, question, max_tokens, as_json):
                    f"CPU lib, greedy)")
 
 
+@cli.command()
+@click.option("--agents", required=True, help="Build folders (OUT/<name>-<quant>), one per pattern agent, in order.")
+@click.option("--links", "links_file", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="recursivelink.json trained for these agents.")
+@click.option("--question", "-q", required=True)
+@click.option("--mode", default="both", show_default=True, type=click.Choice(["latent", "text", "both"]))
+@click.option("--rounds", type=click.IntRange(1, 64), default=None, help="Default: the links' r.")
+@click.option("--latent-steps", type=click.IntRange(1, 4096), default=None, help="Default: the links' m.")
+@click.option("--max-tokens", default=32, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--json", "as_json", is_flag=True)
+def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, as_json):
+    """Run the RecursiveMAS loop on the agents' CPU libraries: latent hand-offs, text hand-offs, or both."""
+    from pathlib import Path
+
+    from .latent import LatentMAS
+
+    mas = LatentMAS([Path(a.strip()) for a in agents.split(",") if a.strip()], Path(links_file))
+    modes = ["latent", "text"] if mode == "both" else [mode]
+    res = {md: mas.run(question, md, max_new_tokens=max_tokens, rounds=rounds, m=latent_steps) for md in modes}
+    if as_json:
+        emit_json({md: {k: v for k, v in r.items() if k != "handoffs"} for md, r in res.items()})
+        return
+    for md, r in res.items():
+        click.echo(f"[{md}] {r['answer']}")
+    click.echo(f"\n{'mode':<7} {'prompt tok':>10} {'generated':>10} {'latent steps':>13} {'e2e s':>8}")
+    for md, r in res.items():
+        m = r["metrics"]
+        click.echo(f"{md:<7} {m['prompt_tokens']:>10} {m['generated_tokens']:>10} {m['latent_steps']:>13} "
+                   f"{m['e2e_latency_s']:>8.2f}")
+    if len(res) == 2:
+        lat, txt = res["latent"]["metrics"], res["text"]["metrics"]
+        fewer = 1 - lat["generated_tokens"] / txt["generated_tokens"] if txt["generated_tokens"] else 0.0
+        click.echo(f"latent vs text: {txt['e2e_latency_s'] / lat['e2e_latency_s']:.2f}x faster end to end, "
+                   f"{fewer:.1%} fewer generated tokens")
+
+
 def _register_train_links():
     from train_links.cli import train_links_cmd  # light: click and dataclasses only; torch loads on use
 

@@ -54,34 +54,8 @@ class Agent:
             self._emb_stats = embedding_norm_stats(self.model.get_input_embeddings().weight)
         return self._emb_stats
 
-    def _render(self, messages, gen: bool) -> str:
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
-        # no chat template: a plain layout, so base models still work
-        text = "".join(f"{m['role']}: {m['content']}\n\n" for m in messages)
-        return text + ("assistant: " if gen else "")
-
     def _split_template(self) -> list:
-        msgs = [{"role": "system", "content": self.role.system}, {"role": "user", "content": self.role.user}]
-        text = self._render(msgs, gen=True)
-        probe = "RESPONSE_PROBE"
-        full = self._render([*msgs, {"role": "assistant", "content": probe}], gen=False)
-        tail = full[len(text):] if full.startswith(text) else full[full.find(probe):]
-        self.turn_end = tail[tail.find(probe) + len(probe):].strip() or (self.tokenizer.eos_token or "")
-        pieces, pos = [], 0
-        for m in _MARK.finditer(text):
-            name = m.group(1)
-            if name not in TEXT_FIELDS and name not in self.role.slots:
-                continue  # a literal brace in the prompt, not a marker
-            pieces.append(("text", self.encode(text[pos:m.start()])))
-            pieces.append(("field" if name in TEXT_FIELDS else "slot", name))
-            pos = m.end()
-        pieces.append(("text", self.encode(text[pos:])))
-        missing = set(self.role.slots) - {n for k, n in pieces if k == "slot"}
-        if missing:
-            raise MlcbuildError(f"agent {self.name}: the chat template dropped slot(s) {sorted(missing)}",
-                                "use a model whose chat template keeps the system and user text")
+        pieces, self.turn_end = split_prompt(self.tokenizer, self.role, self.name)
         return pieces
 
     def encode(self, text: str) -> torch.Tensor:
@@ -109,6 +83,43 @@ class Agent:
     def answer_ids(self, answer: str) -> torch.Tensor:
         """Target tokens of an answer turn: the answer text, then the end-of-turn marker."""
         return self.encode(answer + self.turn_end)
+
+
+def render(tokenizer, messages, gen: bool) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+    # no chat template: a plain layout, so base models still work
+    text = "".join(f"{m['role']}: {m['content']}\n\n" for m in messages)
+    return text + ("assistant: " if gen else "")
+
+
+def split_prompt(tokenizer, role: Role, name: str = "") -> tuple[list, str]:
+    """The role's chat-templated prompt as pieces [("text", ids) | ("field", name) | ("slot", name)], plus the
+    text that closes an assistant turn. Shared by training (PyTorch) and the compiled-library runners."""
+    msgs = [{"role": "system", "content": role.system}, {"role": "user", "content": role.user}]
+    text = render(tokenizer, msgs, gen=True)
+    probe = "RESPONSE_PROBE"
+    full = render(tokenizer, [*msgs, {"role": "assistant", "content": probe}], gen=False)
+    tail = full[len(text):] if full.startswith(text) else full[full.find(probe):]
+    turn_end = tail[tail.find(probe) + len(probe):].strip() or (tokenizer.eos_token or "")
+
+    def encode(t):
+        return torch.tensor(tokenizer(t, add_special_tokens=False)["input_ids"], dtype=torch.long)
+
+    pieces, pos = [], 0
+    for m in _MARK.finditer(text):
+        marker = m.group(1)
+        if marker not in TEXT_FIELDS and marker not in role.slots:
+            continue  # a literal brace in the prompt, not a marker
+        pieces.append(("text", encode(text[pos:m.start()])))
+        pieces.append(("field" if marker in TEXT_FIELDS else "slot", marker))
+        pos = m.end()
+    pieces.append(("text", encode(text[pos:])))
+    missing = set(role.slots) - {n for k, n in pieces if k == "slot"}
+    if missing:
+        raise MlcbuildError(f"agent {name or role.name}: the chat template dropped slot(s) {sorted(missing)}",
+                            "use a model whose chat template keeps the system and user text")
+    return pieces, turn_end
 
 
 def load_model(spec: str, dtype: torch.dtype = torch.float32):

@@ -37,9 +37,10 @@ def _add(slots: dict, slot: str, value):
 
 
 def run_latent(agents: dict[str, Agent], links: LinkSet, pattern: Pattern, question: str, rounds: int,
-               m: int) -> torch.Tensor:
+               m: int, trace: list | None = None) -> torch.Tensor:
     """Unroll the pattern for `rounds` rounds in latent space; returns the final agent's final-round prompt
-    embeddings (latent blocks spliced in), ready for teacher forcing or decoding."""
+    embeddings (latent blocks spliced in), ready for teacher forcing or decoding. `trace` collects every
+    hand-off {edge, round, block} (the parity tests compare them with the compiled runners)."""
     prev: dict[str, torch.Tensor] = {}
     for r in range(rounds):
         cur: dict[str, torch.Tensor] = {}
@@ -48,7 +49,10 @@ def run_latent(agents: dict[str, Agent], links: LinkSet, pattern: Pattern, quest
             for e in pattern.incoming(name):
                 src = prev.get(e.src) if e.next_round else cur.get(e.src)
                 if src is not None:
-                    _add(slots, e.slot, links.outer[e.key](src))
+                    block = links.outer[e.key](src)
+                    if trace is not None:
+                        trace.append({"edge": e.key, "round": r, "block": block.detach()})
+                    _add(slots, e.slot, block)
             emb = agents[name].prompt_embeds({"question": question}, slots)
             if r == rounds - 1 and name == pattern.final:
                 return emb

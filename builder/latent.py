@@ -1,0 +1,189 @@
+"""The RecursiveMAS loop on compiled libraries (the Python reference of the browser playground).
+
+Same algorithm as train_links.system.run_latent, but every model call goes through a build's CPU library
+(builder.engine.Engine): prompts are embedded with `embed`, latent thoughts are `decode_last_hidden` steps fed
+with the inner link's output (no LM head, no sampling), hand-offs go through the outer links, and only the
+final agent of the final round decodes text. The text-MAS baseline runs the same agents, prompts and rounds,
+passing decoded text instead. Links are the PyTorch modules of train_links, loaded from recursivelink.json.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .engine import Engine
+from .errors import MlcbuildError
+
+
+@dataclass
+class Metrics:
+    prompt_tokens: int = 0  # positions prefilled (text tokens and spliced latent rows)
+    generated_tokens: int = 0  # decoded text tokens (sampling, detokenization)
+    latent_steps: int = 0  # decode_last_hidden steps
+    stages: list = field(default_factory=list)  # per agent per round: {agent, round, stage, ms, ...}
+    e2e_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        prefill_ms = sum(s["ms"] for s in self.stages if s["stage"] == "prefill")
+        decode_ms = sum(s["ms"] for s in self.stages if s["stage"] == "decode")
+        return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
+                "latent_steps": self.latent_steps, "e2e_latency_s": self.e2e_ms / 1000,
+                "prefill_tokens_per_s": self.prompt_tokens / (prefill_ms / 1000) if prefill_ms else None,
+                "decode_tokens_per_s": self.generated_tokens / (decode_ms / 1000) if decode_ms else None,
+                "stages": self.stages}
+
+
+class Agent:
+    """One role on one compiled model: prompt pieces from the build's tokenizer and chat template."""
+
+    def __init__(self, name: str, role, engine: Engine):
+        from train_links.agents import split_prompt
+
+        self.name, self.role, self.engine = name, role, engine
+        self.tokenizer = engine.tokenizer()
+        self.pieces, self.turn_end = split_prompt(self.tokenizer, role, name)
+        end = self.tokenizer(self.turn_end, add_special_tokens=False)["input_ids"][:1] if self.turn_end else []
+        self.stop = set(end) | engine.stop_ids()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prompt(self, question: str, slots: dict) -> np.ndarray:
+        """[L, d] float32 prompt embeddings with latent blocks (or re-tokenized text) at their slots."""
+        parts = []
+        for kind, val in self.pieces:
+            if kind == "text":
+                ids = val.tolist()
+            elif kind == "field":
+                ids = self.encode(question)
+            else:
+                v = slots.get(val)
+                if v is None:
+                    continue
+                if not isinstance(v, str):
+                    parts.append(np.asarray(v, dtype=np.float32))
+                    continue
+                ids = self.encode(v)
+            if ids:
+                parts.append(self.engine.embed(ids).astype(np.float32))
+        return np.concatenate(parts, 0)
+
+
+class LatentMAS:
+    def __init__(self, build_dirs: list[Path], links_file: Path, max_seq_len: int = 1024):
+        from train_links import format as fmt
+        from train_links.links import make_link
+
+        engines: dict[str, Engine] = {}
+        for d in build_dirs:
+            key = str(Path(d).resolve())
+            if key not in engines:
+                engines[key] = Engine(Path(d), max_seq_len=max_seq_len)
+        dims = {}
+        self.lf = fmt.load(links_file)
+        self.pattern = self.lf.pattern
+        if len(build_dirs) != len(self.pattern.agents):
+            raise MlcbuildError(f"{links_file}: pattern {self.pattern.name} has agents {self.pattern.agents}, "
+                                f"got {len(build_dirs)} build folder(s)", "pass one build folder per agent, in order")
+        self.agents = {}
+        for name, d in zip(self.pattern.agents, build_dirs, strict=True):
+            eng = engines[str(Path(d).resolve())]
+            dims[name] = eng.hidden_size
+            self.agents[name] = Agent(name, self.pattern.role(name), eng)
+        self.lf = fmt.load(links_file, dims)  # again, now checked against the loaded models' hidden sizes
+        self.links = {}
+        for meta in self.lf.meta["agents"]:
+            link = make_link("inner", meta["hidden_size"], meta["hidden_size"],
+                             self.lf.tensors[f"inner:{meta['name']}"]["w1.weight"].shape[0])
+            link.load_state_dict(self.lf.tensors[f"inner:{meta['name']}"])
+            self.links[f"inner:{meta['name']}"] = link.eval()
+        for e in self.pattern.edges:
+            t = self.lf.tensors[e.key]
+            link = make_link("outer", dims[e.src], dims[e.dst], t["w1.weight"].shape[0])
+            link.load_state_dict(t)
+            self.links[e.key] = link.eval()
+        self.rounds = self.lf.meta["rounds"]
+        self.m = self.lf.meta["latent_steps"]
+
+    def _link(self, key: str, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.links[key](torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+    def _stage(self, mt: Metrics, agent: str, rnd: int, stage: str, t0: float, **extra):
+        mt.stages.append({"agent": agent, "round": rnd, "stage": stage,
+                          "ms": (time.perf_counter() - t0) * 1000, **extra})
+
+    def _prefill(self, agent: Agent, emb: np.ndarray, mt: Metrics, rnd: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        agent.engine.reset()
+        h = agent.engine.hidden(emb)
+        mt.prompt_tokens += len(emb)
+        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(emb))
+        return h[-1]
+
+    def _decode_text(self, agent: Agent, emb: np.ndarray, max_new: int, mt: Metrics, rnd: int) -> str:
+        eng = agent.engine
+        t0 = time.perf_counter()
+        eng.reset()
+        logits = eng.prefill(emb.astype(np.float32))
+        mt.prompt_tokens += len(emb)
+        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(emb))
+        t0 = time.perf_counter()
+        ids = []
+        for _ in range(max_new):
+            nxt = int(np.argmax(logits))
+            if nxt in agent.stop:
+                break
+            ids.append(nxt)
+            logits = eng.decode(eng.embed([nxt])[0])
+        mt.generated_tokens += len(ids)
+        text = agent.tokenizer.decode(ids, skip_special_tokens=True)
+        self._stage(mt, agent.name, rnd, "decode", t0, tokens=len(ids))
+        return text
+
+    def run(self, question: str, mode: str = "latent", max_new_tokens: int = 32, text_tokens: int | None = None,
+            rounds: int | None = None, m: int | None = None) -> dict:
+        """mode "latent": latent hand-offs; "text": each agent writes up to `text_tokens` (default m) tokens."""
+        rounds, m = rounds or self.rounds, m or self.m
+        mt, p = Metrics(), self.pattern
+        handoffs = []
+        t_start = time.perf_counter()
+        prev: dict = {}
+        answer = None
+        for r in range(rounds):
+            cur: dict = {}
+            for name in p.order():
+                agent = self.agents[name]
+                slots: dict = {}
+                for e in p.incoming(name):
+                    src = prev.get(e.src) if e.next_round else cur.get(e.src)
+                    if src is None:
+                        continue
+                    val = self._link(e.key, src) if mode == "latent" else src
+                    if mode == "latent":
+                        handoffs.append({"edge": e.key, "round": r, "block": val})
+                    old = slots.get(e.slot)
+                    slots[e.slot] = val if old is None else (old + "\n" + val if isinstance(val, str)
+                                                              else np.concatenate([old, val], 0))
+                emb = agent.prompt(question, slots)
+                if r == rounds - 1 and name == p.final:
+                    answer = self._decode_text(agent, emb, max_new_tokens, mt, r)
+                    break
+                if mode == "latent":
+                    h = self._prefill(agent, emb, mt, r)
+                    t0 = time.perf_counter()
+                    block = []
+                    for _ in range(m):
+                        h = agent.engine.decode_hidden(self._link(f"inner:{name}", h[None])[0])
+                        block.append(h)
+                    mt.latent_steps += m
+                    self._stage(mt, name, r, "latent", t0, steps=m)
+                    cur[name] = np.stack(block)
+                else:
+                    cur[name] = self._decode_text(agent, emb, text_tokens or m, mt, r)
+            prev = cur
+        mt.e2e_ms = (time.perf_counter() - t_start) * 1000
+        return {"mode": mode, "answer": answer, "metrics": mt.as_dict(), "handoffs": handoffs}

@@ -1,0 +1,89 @@
+"""The latent loop on compiled CPU libraries vs the same algorithm in PyTorch (train_links)."""
+
+import numpy as np
+import pytest
+import torch
+
+from builder.latent import LatentMAS
+from builder.make import make
+from train_links import format as fmt
+from train_links.agents import make_agents
+from train_links.rollout import generate
+from train_links.system import LinkSet, run_latent
+
+AGENTS = ["tiny-qwen3", "tiny-llama", "tiny-qwen3"]  # planner, critic, solver (two families, one tokenizer)
+QUESTION = "Tom has 3 boxes of 4 apples. How many apples does he have?"
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    from train_links.patterns import sequential
+
+    tmp = tmp_path_factory.mktemp("latent")
+    pattern = sequential()
+    agents = {a.name: a for a in make_agents(AGENTS, pattern)}
+    links = LinkSet(agents, pattern, seed=0)
+    with torch.no_grad():  # perturb the links so the test does not only see their initial near-identity
+        g = torch.Generator().manual_seed(1)
+        for p in links.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    rl = fmt.save(tmp / "recursivelink.json", agents, pattern, links, m=4, rounds=2)
+    dirs = {a: make(a, "q0f32", tmp, targets=("cpu",), show_progress=False).out for a in set(AGENTS)}
+    return {"agents": agents, "links": links, "pattern": pattern, "links_file": rl,
+            "dirs": [dirs[a] for a in AGENTS]}
+
+
+def cosine_rows(a, b):
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+@pytest.mark.slow
+def test_cpu_latent_loop_matches_pytorch(system):
+    mas = LatentMAS(system["dirs"], system["links_file"])
+    out = mas.run(QUESTION, "latent", max_new_tokens=8)
+    trace = []
+    with torch.no_grad():
+        emb = run_latent(system["agents"], system["links"], system["pattern"], QUESTION, 2, 4, trace=trace)
+        want = generate(system["agents"]["solver"], emb, 8)
+    assert [(h["edge"], h["round"]) for h in out["handoffs"]] == [(t["edge"], t["round"]) for t in trace]
+    for got, ref in zip(out["handoffs"], trace, strict=True):
+        assert cosine_rows(got["block"], ref["block"].numpy()).min() >= 0.9999, got["edge"]
+    assert out["answer"] == want
+    m = out["metrics"]
+    assert m["latent_steps"] == 4 * (3 * 2 - 1) and m["generated_tokens"] <= 8 and m["prompt_tokens"] > 0
+
+
+@pytest.mark.slow
+def test_text_baseline_runs_the_same_graph(system):
+    mas = LatentMAS(system["dirs"], system["links_file"])
+    out = mas.run(QUESTION, "text", max_new_tokens=8, text_tokens=4)
+    m = out["metrics"]
+    assert out["handoffs"] == [] and m["latent_steps"] == 0
+    assert m["generated_tokens"] <= 4 * 5 + 8
+    stages = {(s["agent"], s["round"], s["stage"]) for s in m["stages"]}
+    assert ("planner", 0, "decode") in stages and ("solver", 1, "decode") in stages
+
+
+def test_links_for_other_models_are_refused(system, tmp_path):
+    from builder.errors import MlcbuildError
+
+    with pytest.raises(MlcbuildError, match="pass one build folder per agent"):
+        LatentMAS(system["dirs"][:2], system["links_file"])
+
+
+@pytest.mark.slow
+def test_run_command_reports_latent_and_text(system, cli):
+    import json
+
+    agents = ",".join(str(d) for d in system["dirs"])
+    p = cli("run", "--agents", agents, "--links", str(system["links_file"]), "-q", QUESTION, "--max-tokens", "4",
+            "--json")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert set(res) == {"latent", "text"}
+    for r in res.values():
+        m = r["metrics"]
+        assert m["e2e_latency_s"] > 0 and m["prompt_tokens"] > 0 and "prefill_tokens_per_s" in m
+    assert res["latent"]["metrics"]["generated_tokens"] < res["text"]["metrics"]["generated_tokens"]
+    bad = cli("run", "--agents", agents, "--links", str(system["dirs"][0] / "manifest.json"), "-q", QUESTION)
+    assert bad.returncode != 0 and bad.stderr.startswith("mlcbuild: error:") and "Traceback" not in bad.stderr
