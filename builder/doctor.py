@@ -77,7 +77,7 @@ def check_node() -> list[Check]:
     checks.append(Check("npm", bool(npm), _run([npm, "--version"]).splitlines()[-1] if npm else "not installed",
                         "apt-get install npm"))
     for pkg, want in (("@mlc-ai/web-runtime", pins.WEB_RUNTIME), ("playwright-core", pins.PLAYWRIGHT_CORE),
-                      ("@mlc-ai/web-tokenizers", pins.WEB_TOKENIZERS)):
+                      ("@mlc-ai/web-tokenizers", pins.WEB_TOKENIZERS), ("@huggingface/jinja", pins.JINJA)):
         pj = WEB / "node_modules" / pkg / "package.json"
         have = json.loads(pj.read_text())["version"] if pj.is_file() else None
         detail = "not installed" if have is None else have + ("" if have == want else f" (need {want})")

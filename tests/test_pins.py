@@ -18,6 +18,7 @@ def test_web_package_pins_runtime():
     pkg = json.loads((REPO / "web" / "package.json").read_text())
     assert pkg["dependencies"]["@mlc-ai/web-runtime"] == pins.WEB_RUNTIME
     assert pkg["dependencies"]["@mlc-ai/web-tokenizers"] == pins.WEB_TOKENIZERS
+    assert pkg["dependencies"]["@huggingface/jinja"] == pins.JINJA
     assert pkg["devDependencies"]["playwright-core"] == pins.PLAYWRIGHT_CORE
     lock = json.loads((REPO / "web" / "package-lock.json").read_text())
     assert lock["packages"]["node_modules/@mlc-ai/web-runtime"]["version"] == pins.WEB_RUNTIME

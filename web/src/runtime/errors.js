@@ -12,3 +12,4 @@ export class DeviceLimitError extends MlcbuildError {}
 export class ArtifactMissingError extends MlcbuildError {}
 export class ChecksumMismatchError extends MlcbuildError {}
 export class LinkMismatchError extends MlcbuildError {}
+export class LinkFormatError extends MlcbuildError {}

@@ -1,0 +1,235 @@
+// The RecursiveMAS loop in the browser: the JS side of builder/latent.py (LatentMAS.run), on the WebGPU libraries.
+//
+// Every model call goes through web/src/runtime/model.js: prompts are embedded with `embed`, an agent prefills its
+// prompt with `get_last_hidden` (hidden) and runs m latent thoughts with `decode_last_hidden` (decodeHidden) fed
+// with its inner link's output (no LM head, no sampling). The [m, d] block goes through the outer link of each edge
+// into the next agent's slot; only the final agent of the final round decodes text (greedy, stops at the turn-end
+// or eos ids). The text-MAS baseline runs the same agents, prompts and rounds, passing decoded text instead.
+// Agents that share a build folder share one Model (one copy of the weights on the GPU); each agent's prefill
+// starts from model.reset(), as on the Python side.
+import { Model, argmax, concat } from "../runtime/model.js";
+import { fetchJSON } from "../runtime/fetching.js";
+import { LinkMismatchError } from "../runtime/errors.js";
+import { loadLinks } from "./links.js";
+import { TextCodec, splitPrompt } from "./prompt.js";
+
+const now = () => performance.now();
+
+// A latent block: `rows` vectors of size `dim`, row-major.
+export class Block {
+  constructor(data, rows, dim) {
+    if (data.length !== rows * dim) throw new Error(`block of ${data.length} values is not ${rows} x ${dim}`);
+    Object.assign(this, { data, rows, dim });
+  }
+
+  static concat(a, b) { return new Block(concat([a.data, b.data]), a.rows + b.rows, a.dim); }
+
+  toArray() {
+    const row = (i) => Array.from(this.data.subarray(i * this.dim, (i + 1) * this.dim));
+    return Array.from({ length: this.rows }, (_, i) => row(i));
+  }
+}
+
+// One role on one loaded model: prompt pieces from the build's tokenizer and chat template.
+export class Agent {
+  constructor(name, role, model, codec) {
+    Object.assign(this, { name, role, model, codec });
+    const { pieces, turnEnd } = splitPrompt(codec, role, name);
+    this.pieces = pieces;
+    this.turnEnd = turnEnd;
+    const end = turnEnd ? codec.encode(turnEnd).slice(0, 1) : [];
+    const eos = model.chatConfig.eos_token_id;
+    this.stop = new Set([...end, ...(Array.isArray(eos) ? eos : eos === null || eos === undefined ? [] : [eos])]);
+    if (codec.eosTokenId !== null) this.stop.add(codec.eosTokenId);
+    this.textEmbeds = new Map(); // piece index -> embeddings of a constant text piece (computed once)
+  }
+
+  get d() { return this.model.hiddenSize; }
+
+  encode(text) { return this.codec.encode(text); }
+
+  // [L, d] prompt embeddings with latent blocks (or re-tokenized text) at their slots.
+  async prompt(question, slots) {
+    const parts = [];
+    for (let i = 0; i < this.pieces.length; i++) {
+      const p = this.pieces[i];
+      let ids;
+      if (p.kind === "text") {
+        if (!p.ids.length) continue;
+        if (!this.textEmbeds.has(i)) this.textEmbeds.set(i, await this.model.embed(p.ids));
+        parts.push(this.textEmbeds.get(i));
+        continue;
+      } else if (p.kind === "field") {
+        ids = this.encode(question);
+      } else {
+        const v = slots[p.name];
+        if (v === undefined || v === null) continue;
+        if (v instanceof Block) {
+          if (v.dim !== this.d) {
+            throw new LinkMismatchError(`slot ${p.name} of ${this.name}: block of dim ${v.dim}, model has ${this.d}`);
+          }
+          parts.push(v.data);
+          continue;
+        }
+        ids = this.encode(v);
+      }
+      if (ids.length) parts.push(await this.model.embed(ids));
+    }
+    const data = concat(parts);
+    return new Block(data, data.length / this.d, this.d);
+  }
+}
+
+class Metrics {
+  constructor() {
+    this.prompt_tokens = 0; // positions prefilled (text tokens and spliced latent rows)
+    this.generated_tokens = 0; // decoded text tokens
+    this.latent_steps = 0; // decode_last_hidden steps
+    this.stages = []; // per agent per round: {agent, round, stage, ms, ...}
+    this.e2e_ms = 0;
+  }
+
+  stage(agent, round, stage, t0, extra) {
+    this.stages.push({ agent, round, stage, ms: now() - t0, ...extra });
+  }
+
+  toJSON() {
+    const sum = (s) => this.stages.filter((x) => x.stage === s).reduce((a, x) => a + x.ms, 0);
+    const prefillMs = sum("prefill");
+    const decodeMs = sum("decode");
+    return {
+      prompt_tokens: this.prompt_tokens, generated_tokens: this.generated_tokens,
+      completion_tokens: this.generated_tokens, total_tokens: this.prompt_tokens + this.generated_tokens,
+      latent_steps: this.latent_steps, e2e_latency_s: this.e2e_ms / 1000,
+      prefill_tokens_per_s: prefillMs ? this.prompt_tokens / (prefillMs / 1000) : null,
+      decode_tokens_per_s: decodeMs ? this.generated_tokens / (decodeMs / 1000) : null,
+      latent_steps_per_s: sum("latent") ? this.latent_steps / (sum("latent") / 1000) : null,
+      stages: this.stages,
+    };
+  }
+}
+
+async function prefillHidden(agent, emb, mt, round) {
+  const t0 = now();
+  agent.model.reset();
+  const h = await agent.model.hidden(emb.data);
+  mt.prompt_tokens += emb.rows;
+  mt.stage(agent.name, round, "prefill", t0, { tokens: emb.rows });
+  return h.subarray((emb.rows - 1) * agent.d);
+}
+
+async function decodeText(agent, emb, maxNew, mt, round) {
+  const model = agent.model;
+  let t0 = now();
+  model.reset();
+  let logits = await model.prefill(emb.data);
+  mt.prompt_tokens += emb.rows;
+  mt.stage(agent.name, round, "prefill", t0, { tokens: emb.rows });
+  t0 = now();
+  const ids = [];
+  for (let i = 0; i < maxNew; i++) {
+    const next = argmax(logits);
+    if (agent.stop.has(next)) break;
+    ids.push(next);
+    logits = await model.decode(await model.embed([next]));
+  }
+  mt.generated_tokens += ids.length;
+  const text = agent.codec.decode(ids);
+  mt.stage(agent.name, round, "decode", t0, { tokens: ids.length });
+  return { text, ids };
+}
+
+async function run(mode, agents, links, pattern, question, opts = {}) {
+  const rounds = opts.rounds || links?.rounds;
+  const m = opts.m || links?.m;
+  const maxNewTokens = opts.maxNewTokens ?? 32;
+  if (!rounds || !m) throw new Error("rounds and m are needed (from the links file or the options)");
+  if (mode === "latent" && !links) throw new Error("latent mode needs the links");
+  const mt = new Metrics();
+  const handoffs = [];
+  const tStart = now();
+  let prev = {};
+  let answer = null;
+  let answerIds = null;
+  for (let r = 0; r < rounds; r++) {
+    const cur = {};
+    for (const name of pattern.order()) {
+      const agent = agents[name];
+      const slots = {};
+      for (const e of pattern.incoming(name)) {
+        const src = e.next_round ? prev[e.src] : cur[e.src];
+        if (src === undefined || src === null) continue;
+        let val = src;
+        if (mode === "latent") {
+          const link = links.get(e.key);
+          val = new Block(link.forward(src.data, src.rows), src.rows, link.dTgt);
+          handoffs.push({ edge: e.key, round: r, block: val });
+        }
+        const old = slots[e.slot];
+        slots[e.slot] = old === undefined ? val : typeof val === "string" ? `${old}\n${val}` : Block.concat(old, val);
+      }
+      const emb = await agent.prompt(question, slots);
+      if (r === rounds - 1 && name === pattern.final) {
+        ({ text: answer, ids: answerIds } = await decodeText(agent, emb, maxNewTokens, mt, r));
+        break;
+      }
+      if (mode === "latent") {
+        let h = await prefillHidden(agent, emb, mt, r);
+        const inner = links.inner(name);
+        const t0 = now();
+        const block = [];
+        for (let i = 0; i < m; i++) {
+          h = await agent.model.decodeHidden(inner.forward(h, 1));
+          block.push(h);
+        }
+        mt.latent_steps += m;
+        mt.stage(name, r, "latent", t0, { steps: m });
+        cur[name] = new Block(concat(block), m, agent.d);
+      } else {
+        cur[name] = (await decodeText(agent, emb, opts.textTokens || m, mt, r)).text;
+      }
+    }
+    prev = cur;
+  }
+  mt.e2e_ms = now() - tStart;
+  return { mode, answer, answer_ids: answerIds, metrics: mt.toJSON(), handoffs };
+}
+
+// Latent hand-offs; opts: {rounds, m, maxNewTokens} (rounds and m default to the links file's).
+export function runLatent(agents, links, pattern, question, opts = {}) {
+  return run("latent", agents, links, pattern, question, opts);
+}
+
+// The text-MAS baseline: each non-final agent writes up to opts.textTokens (default m) tokens of text.
+export function runText(agents, links, pattern, question, opts = {}) {
+  return run("text", agents, links, pattern, question, opts);
+}
+
+// Load a system: one build folder URL per pattern agent (in the links file's agent order) and recursivelink.json.
+// Dims are checked against each build's mlc-chat-config.json before any weights load, and against the loaded model.
+export async function loadSystem(buildUrls, linksUrl, { onProgress = () => {}, maxSeqLen = 2048 } = {}) {
+  const base = globalThis.location?.href;
+  const urls = buildUrls.map((u) => new URL(u, base).href);
+  const links = await loadLinks(new URL(linksUrl, base).href);
+  const pattern = links.pattern;
+  if (urls.length !== pattern.agents.length) {
+    throw new LinkMismatchError(`${links.source}: pattern ${pattern.name} has agents ` +
+      `${JSON.stringify(pattern.agents)}, got ${urls.length} build folder(s)`,
+    "pass one build folder per agent, in order");
+  }
+  const configs = {};
+  for (const u of new Set(urls)) configs[u] = await fetchJSON(new URL("mlc-chat-config.json", u));
+  const dimOf = (u) => configs[u].hidden_size ?? configs[u].model_config?.hidden_size;
+  links.checkDims(Object.fromEntries(pattern.agents.map((n, i) => [n, dimOf(urls[i])])));
+  const models = {};
+  const codecs = {};
+  for (const u of new Set(urls)) {
+    onProgress({ stage: "model", url: u });
+    models[u] = await Model.load(u, { maxSeqLen, onProgress: (p) => onProgress({ ...p, url: u }) });
+    codecs[u] = await TextCodec.load(u, { manifest: models[u].manifest, chatConfig: models[u].chatConfig });
+  }
+  links.checkDims(Object.fromEntries(pattern.agents.map((n, i) => [n, models[urls[i]].hiddenSize])));
+  const agents = {};
+  pattern.agents.forEach((n, i) => { agents[n] = new Agent(n, pattern.role(n), models[urls[i]], codecs[urls[i]]); });
+  return { agents, links, pattern, models: Object.values(models) };
+}
