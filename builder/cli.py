@@ -280,13 +280,16 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, as
                    f"{fewer:.1%} fewer generated tokens")
 
 
-def _register_train_links():
+def _register_more():
     from train_links.cli import train_links_cmd  # light: click and dataclasses only; torch loads on use
 
+    from .serve import serve_cmd
+
     cli.add_command(train_links_cmd)
+    cli.add_command(serve_cmd)
 
 
-_register_train_links()
+_register_more()
 
 
 def main():

@@ -1,0 +1,177 @@
+"""The static playground (web/index.html + web/src/app/) served by builder.serve, driven by URL params in headless
+Chromium (WebGPU on SwiftShader), against the Python reference (builder.latent.LatentMAS on the CPU libraries).
+
+The tiny 3-agent system of tests/test_latent_webgpu.py: planner tiny-qwen3, critic tiny-llama, solver tiny-qwen3,
+q0f32, m=4, r=2, 8 new tokens, with recursivelink.json next to the builds (the page's default links file)."""
+
+import base64
+import hashlib
+import json
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+from builder.browser import run_page
+from builder.serve import PlaygroundServer, list_builds
+
+AGENTS = ["tiny-qwen3", "tiny-llama", "tiny-qwen3"]  # planner, critic, solver
+QUESTION = "Tom has 3 boxes of 4 apples. How many apples does he have?"
+ROUNDS, M, MAX_NEW, TEXT_TOKENS = 2, 4, 8, 4
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    from builder.make import make
+    from train_links import format as fmt
+    from train_links.agents import make_agents
+    from train_links.patterns import sequential
+    from train_links.system import LinkSet
+
+    tmp = tmp_path_factory.mktemp("playground")
+    pattern = sequential()
+    agents = {a.name: a for a in make_agents(AGENTS, pattern)}
+    links = LinkSet(agents, pattern, seed=0)
+    with torch.no_grad():  # perturbed links, not only their initial near-identity
+        g = torch.Generator().manual_seed(1)
+        for p in links.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    rl = fmt.save(tmp / "recursivelink.json", agents, pattern, links, m=M, rounds=ROUNDS)
+    dirs = {a: make(a, "q0f32", tmp, targets=("webgpu", "cpu"), show_progress=False).out for a in set(AGENTS)}
+    return {"tmp": tmp, "links_file": rl, "dirs": [dirs[a] for a in AGENTS]}
+
+
+def open_playground(system, artifacts, name, timeout_s=600, **params):
+    query = {"auto": "1", "r": ROUNDS, "m": M, "max": MAX_NEW, "text_tokens": TEXT_TOKENS, "q": QUESTION,
+             "builds": ",".join(f"/dist/{d.name}/" for d in system["dirs"]), **params}
+    with PlaygroundServer(system["tmp"]) as srv:
+        return run_page(srv.playground_url(urllib.parse.urlencode(query)), timeout_s=timeout_s,
+                        screenshot=artifacts / f"{name}.png", screenshot_always=True)
+
+
+def test_serve_lists_builds_and_serves_wasm(tmp_path):
+    """/dist/index.json is generated (nothing written to DIR); .wasm goes out as application/wasm."""
+    b = tmp_path / "m-q4f32_1"
+    b.mkdir()
+    (b / "manifest.json").write_text(json.dumps({"name": "m", "quantization": "q4f32_1", "hidden_size": 8,
+                                                 "libs": {"webgpu": "m-q4f32_1-webgpu.wasm"}}))
+    (b / "m-q4f32_1-webgpu.wasm").write_bytes(b"\0asm\1\0\0\0")
+    (b / "recursivelink.json").write_text("{}")
+    (tmp_path / "not-a-build").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    idx = list_builds(tmp_path)
+    assert [x["url"] for x in idx["builds"]] == ["/dist/m-q4f32_1/"]
+    assert idx["builds"][0]["hidden_size"] == 8 and idx["links"] == ["/dist/m-q4f32_1/recursivelink.json"]
+    with PlaygroundServer(tmp_path) as srv:
+        with urllib.request.urlopen(srv.url("/dist/index.json")) as r:
+            assert json.loads(r.read()) == json.loads(json.dumps(idx))
+        with urllib.request.urlopen(srv.url("/dist/m-q4f32_1/m-q4f32_1-webgpu.wasm")) as r:
+            assert r.headers["Content-Type"] == "application/wasm"
+        with urllib.request.urlopen(srv.url("/")) as r:
+            assert b'id="error"' in r.read()
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(srv.url("/dist/../../etc/passwd"))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_playground_both_modes_match_python(system, artifacts):
+    from builder.latent import LatentMAS
+
+    res = open_playground(system, artifacts, "playground-both", mode="both")
+    assert res["ok"], f"{res['error']}\n" + "\n".join(res["console"][-20:])
+    got = res["result"]
+    mas = LatentMAS(system["dirs"], system["links_file"])
+    ref = {"latent": mas.run(QUESTION, "latent", max_new_tokens=MAX_NEW, rounds=ROUNDS, m=M),
+           "text": mas.run(QUESTION, "text", max_new_tokens=MAX_NEW, text_tokens=TEXT_TOKENS, rounds=ROUNDS, m=M)}
+    table = {row["mode"]: row for row in got["table"]}
+    assert set(table) == {"latent", "text"}
+    for mode in ("latent", "text"):
+        assert got[mode]["answer"] == ref[mode]["answer"] == got["answers"][mode], mode
+        for k in ("prompt_tokens", "generated_tokens", "latent_steps"):
+            assert int(table[mode][k]) == ref[mode]["metrics"][k], (mode, k)
+        assert float(table[mode]["e2e_ms"]) > 0
+    assert int(table["latent"]["latent_steps"]) == M * (3 * ROUNDS - 1)
+    assert table["latent"]["speedup"].endswith("x") and table["text"]["speedup"] == "1.00x"
+    hand = got["latent"]["handoffs"]
+    assert [(h["edge"], h["round"]) for h in hand] == [(h["edge"], h["round"]) for h in ref["latent"]["handoffs"]]
+    for h, r in zip(hand, ref["latent"]["handoffs"], strict=True):
+        want = float(np.linalg.norm(r["block"], axis=-1).mean())
+        assert h["rows"] == M and abs(h["mean_row_norm"] - want) <= 1e-3 * want, h["edge"]
+        assert len(h["nearest"]) == 3 and all(-1 <= t["cos"] <= 1 for t in h["nearest"])
+    lat, txt = table["latent"], table["text"]
+    print(f"playground: load {got['load_ms'] / 1000:.1f} s, latent {lat['e2e_ms']} ms, text {txt['e2e_ms']} ms, "
+          f"speedup {lat['speedup']}, answers {got['latent']['answer']!r} / {got['text']['answer']!r}")
+
+
+def _links_for_dims(src, dst, d: int):
+    """A self-consistent recursivelink.json for agents of hidden size `d` (not the builds' 64)."""
+    from train_links.links import expected_shapes
+
+    doc = json.loads(src.read_text())
+    rng = np.random.default_rng(0)
+    for a in doc["agents"]:
+        a["hidden_size"] = d
+    for link in doc["links"]:
+        width = d if link["kind"] == "inner" else 2 * d
+        link.update(src_dim=d, dst_dim=d, width=width, dtype="f32", tensors={})
+        for k, shape in expected_shapes(link["kind"], d, d, width).items():
+            raw = (rng.standard_normal(shape) * 0.1).astype("<f4").tobytes()
+            link["tensors"][k] = {"shape": list(shape), "sha256": hashlib.sha256(raw).hexdigest(),
+                                  "data": base64.b64encode(raw).decode()}
+    dst.write_text(json.dumps(doc))
+    return dst
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["other-dims", "missing-artifact", "tampered-shard"])
+def test_playground_shows_bad_input_errors(system, artifacts, case):
+    """A clear message in #error (published, no uncaught page error), before any weights load."""
+    if case == "other-dims":
+        bad = _links_for_dims(system["links_file"], system["tmp"] / "recursivelink-d32.json", 32)
+        res = open_playground(system, artifacts, case, timeout_s=180, links=f"/dist/{bad.name}", mode="latent")
+        name, shown = "LinkMismatchError", "does not fit these models"
+        detail = "hidden size 32 in the links but 64 in the model"
+    elif case == "tampered-shard":  # a served shard that differs from manifest.json: refused before it reaches the GPU
+        src = system["dirs"][1]
+        bad = system["tmp"] / "tampered-q0f32"
+        if not bad.exists():
+            shutil.copytree(src, bad)
+            raw = bytearray((bad / "params_shard_0.bin").read_bytes())
+            raw[len(raw) // 2] ^= 0xFF
+            (bad / "params_shard_0.bin").write_bytes(bytes(raw))
+        builds = f"/dist/{system['dirs'][0].name}/,/dist/{bad.name}/,/dist/{system['dirs'][2].name}/"
+        res = open_playground(system, artifacts, case, timeout_s=180, builds=builds, mode="latent")
+        name, shown, detail = "ChecksumMismatchError", "does not match its sha256", "served params_shard_0.bin"
+    else:
+        builds = f"/dist/{system['dirs'][0].name}/,/dist/no-such-build/,/dist/{system['dirs'][2].name}/"
+        # through the "Run latent" button instead of auto=1
+        res = open_playground(system, artifacts, case, timeout_s=180, builds=builds, auto="0", click="run-latent")
+        name, shown, detail = "ArtifactMissingError", "artifact is missing", "no-such-build/mlc-chat-config.json"
+    assert not res["ok"]
+    assert res["error"].startswith(f"{name}: "), res["error"]
+    err = res["result"]["error"]
+    assert err["name"] == name and shown in err["shown"] and detail in err["shown"], err
+    assert "How to fix" in err["shown"]
+    assert not any(c.startswith("pageerror") for c in res["console"]), res["console"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_artifact_cache_verifies_cached_shards(system):
+    """web/src/runtime/cache.js: shards are stored verified, re-hashed from the cache on every load, and a tampered
+    cached shard gives ChecksumMismatchError and is dropped (the next load fetches it again)."""
+    with PlaygroundServer(system["tmp"]) as srv:
+        res = run_page(srv.url(f"/src/app/cache-check.html?build=/dist/{system['dirs'][0].name}/"), timeout_s=120)
+    assert res["ok"], res["error"]
+    r = res["result"]
+    assert r["first"]["fetched"] == r["first"]["files"] >= 2 and r["first"]["cached"] == 0
+    assert r["second"]["cached"] == r["second"]["files"] and r["second"]["fetched"] == 0
+    assert r["tampered"].startswith("ChecksumMismatchError: cached params_shard_0.bin does not match manifest.json")
+    assert r["dropped"] and r["third"]["fetched"] == 1

@@ -1,0 +1,351 @@
+// The playground page (web/index.html): pick builds and a links file, run the RecursiveMAS loop latent / text / both,
+// show agent status, latent hand-offs (with a nearest-token peek), the answers and a latent-vs-text table.
+// URL params (?auto=1&builds=..&links=..&r=..&m=..&max=..&q=..&mode=both) run without clicks and publish
+// window.__mlcbuildResult (or window.__mlcbuildError plus a result carrying the #error text) for tests; the buttons
+// publish the same way, and ?click=<button id> (without auto) presses one after the page is set up.
+import { loadSystem, runLatent, runText } from "../mas/loop.js";
+import { loadLinks } from "../mas/links.js";
+import { fetchJSON } from "../runtime/fetching.js";
+import { LinkMismatchError } from "../runtime/errors.js";
+import { clearArtifactCache, verifyTensorCache } from "../runtime/cache.js";
+import { explain } from "./messages.js";
+import { meanRowNorm, nearest, MAX_IDS } from "./peek.js";
+
+const $ = (id) => document.getElementById(id);
+const q = new URLSearchParams(location.search);
+const dist = q.get("dist") || "/dist/";
+let index = { builds: [], links: [] };
+let pattern = null; // {agents: [...], links file meta}
+let system = null; // loaded system, keyed by systemKey
+let systemKey = null;
+let busy = false;
+
+function el(tag, text, attrs = {}) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  Object.assign(e, attrs);
+  return e;
+}
+
+function showError(e) {
+  const x = explain(e);
+  const box = $("error");
+  box.replaceChildren(el("strong", x.title), el("div", x.detail), x.fix ? el("div", `How to fix: ${x.fix}`) : "");
+  box.classList.add("show");
+  console.error(e);
+  return x;
+}
+
+function clearError() { $("error").classList.remove("show"); $("error").replaceChildren(); }
+
+function progress(fraction, text) {
+  if (fraction !== null && fraction !== undefined) $("progress").value = fraction;
+  $("progress-text").textContent = text;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// artifacts and roles
+
+async function loadIndex() {
+  $("dist-root").textContent = dist;
+  try {
+    const res = await fetch(new URL("index.json", new URL(dist, location.href)));
+    if (res.ok) index = await res.json();
+  } catch { /* typed URLs still work */ }
+  $("builds").textContent = index.builds.length
+    ? index.builds.map((b) => `${b.name}${b.libs?.webgpu ? "" : " (no webgpu lib)"}`).join(", ") : "(none: type URLs)";
+  const dl = el("datalist", null, { id: "build-list" });
+  for (const b of index.builds) dl.append(el("option", null, { value: b.url, label: `${b.model} ${b.quantization}` }));
+  document.body.append(dl);
+}
+
+function defaultLinks() {
+  const first = index.builds.find((b) => b.links?.length);
+  return first ? first.links[0] : index.links[0] ?? "";
+}
+
+function guessBuild(agent) {
+  const webgpu = index.builds.filter((b) => b.libs?.webgpu);
+  const id = String(agent.model_id ?? "").toLowerCase();
+  const byName = webgpu.find((b) => id && (id.includes(String(b.model).toLowerCase()) ||
+    String(b.model).toLowerCase().includes(id.split("/").pop())));
+  return (byName ?? webgpu.find((b) => b.hidden_size === agent.hidden_size) ?? webgpu[0])?.url ?? "";
+}
+
+async function loadPattern(preset = []) {
+  const url = $("links-url").value.trim();
+  if (!url) throw new Error("no recursivelink.json URL: type one in the links field");
+  const ls = await loadLinks(new URL(url, location.href).href);
+  pattern = { agents: ls.pattern.agents, rounds: ls.rounds, m: ls.m, name: ls.pattern.name };
+  if (!$("rounds").value) $("rounds").value = ls.rounds;
+  if (!$("m").value) $("m").value = ls.m;
+  const box = $("roles");
+  box.replaceChildren(el("div", `pattern ${ls.pattern.name}: assign a build to each role`));
+  ls.pattern.agents.forEach((name, i) => {
+    const input = el("input", null, { id: `role-${name}`, value: preset[i] ?? guessBuild(ls.agents[name]) });
+    input.setAttribute("list", "build-list");
+    const lab = el("label", `${name} (d=${ls.agents[name].hidden_size}) `);
+    lab.append(input);
+    box.append(el("div"), lab);
+  });
+  const tb = $("agents").tBodies[0];
+  tb.replaceChildren();
+  for (const name of ls.pattern.agents) {
+    const tr = el("tr", null, { id: `agent-${name}` });
+    tr.append(el("td", name), el("td", ""), el("td", "idle"));
+    tb.append(tr);
+  }
+}
+
+function setStatus(name, status, build) {
+  const tr = $(`agent-${name}`);
+  if (!tr) return;
+  if (build !== undefined) tr.cells[1].textContent = build;
+  tr.cells[2].textContent = status;
+}
+
+// Per-agent views of the shared models: report what each agent is doing as it calls its model.
+function instrument(agents) {
+  const STAGE = { hidden: "prefill", prefill: "prefill", decodeHidden: "latent", decode: "decoding" };
+  let current = null;
+  for (const [name, a] of Object.entries(agents)) {
+    const model = a.model.__target ?? a.model;
+    a.model = new Proxy(model, {
+      get(t, k) {
+        if (k === "__target") return t;
+        const v = t[k];
+        if (typeof v !== "function") return v;
+        return (...args) => {
+          if (STAGE[k]) {
+            if (current && current !== name) setStatus(current, "done");
+            current = name;
+            setStatus(name, STAGE[k]);
+          }
+          return v.apply(t, args);
+        };
+      },
+    });
+  }
+  return () => { for (const n of Object.keys(agents)) setStatus(n, "done"); current = null; };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// runs
+
+function readOpts() {
+  const num = (id) => (($(id).value || "").trim() ? Number($(id).value) : undefined);
+  return { rounds: num("rounds"), m: num("m"), maxNewTokens: num("max-tokens") ?? 32, textTokens: num("text-tokens") };
+}
+
+async function ensureSystem() {
+  if (!pattern) await loadPattern();
+  const urls = pattern.agents.map((n) => $(`role-${n}`).value.trim());
+  const missing = pattern.agents.filter((n, i) => !urls[i]);
+  if (missing.length) throw new Error(`no build assigned to ${missing.join(", ")}`);
+  const linksUrl = $("links-url").value.trim();
+  const key = JSON.stringify([urls, linksUrl]);
+  if (system && systemKey === key) return system;
+  const t0 = performance.now();
+  pattern.agents.forEach((n, i) => setStatus(n, "loading", urls[i]));
+  const unique = [...new Set(urls.map((u) => new URL(u, location.href).href))];
+  const nModels = unique.length;
+  // Cheap checks first (links vs the builds' dims), then every weight shard's sha256 against manifest.json
+  // (cache.js fills tvmjs' Cache API scope with verified bytes only), then the models load from that cache.
+  const links = await loadLinks(new URL(linksUrl, location.href).href);
+  if (urls.length !== links.pattern.agents.length) {
+    throw new LinkMismatchError(`pattern ${links.pattern.name} has ${links.pattern.agents.length} agents, got ` +
+      `${urls.length} build(s)`, "pass one build folder per agent, in order");
+  }
+  const dims = {};
+  for (const [i, n] of links.pattern.agents.entries()) {
+    const cfg = await fetchJSON(new URL("mlc-chat-config.json", new URL(urls[i], location.href)));
+    dims[n] = cfg.hidden_size ?? cfg.model_config?.hidden_size;
+  }
+  links.checkDims(dims);
+  const verified = {};
+  for (const [i, u] of unique.entries()) {
+    const manifest = await fetchJSON(new URL("manifest.json", u));
+    verified[u] = await verifyTensorCache(u, manifest, {
+      onProgress: (p) => progress((i + p.fraction) / nModels, `verifying ${u}: ${p.text}`),
+    });
+  }
+  let done = 0;
+  system = await loadSystem(urls, linksUrl, {
+    onProgress: (p) => {
+      if (p.stage === "ready") done += 1;
+      const f = (done + (p.stage === "weights" ? p.fraction ?? 0 : 0)) / nModels;
+      progress(Math.min(f, 1), `loading ${p.url ?? ""}: ${p.stage}${p.text ? ` (${p.text})` : ""}`);
+    },
+  });
+  system.loadMs = performance.now() - t0;
+  system.verified = verified;
+  systemKey = key;
+  system.finish = instrument(system.agents);
+  pattern.agents.forEach((n) => setStatus(n, "ready"));
+  progress(1, `loaded ${nModels} model(s) in ${(system.loadMs / 1000).toFixed(1)} s`);
+  return system;
+}
+
+const fmt = (v, d = 1) => (v === null || v === undefined || Number.isNaN(v) ? "-" : Number(v).toFixed(d));
+
+async function showHandoffs(sys, res) {
+  const tb = $("handoffs").tBodies[0];
+  tb.replaceChildren();
+  const out = [];
+  let note = null;
+  for (const h of res.handoffs) {
+    const dst = h.edge.split("->")[1].split(":")[0];
+    const agent = sys.agents[dst];
+    const model = agent.model.__target ?? agent.model;
+    const pk = await nearest(model, h.block.data.subarray(0, h.block.dim), 3);
+    note = pk;
+    const toks = pk.best.map((b) => ({ id: b.id, text: agent.codec.decode([b.id], { skipSpecialTokens: false }),
+      cos: b.cos }));
+    const row = { edge: h.edge, round: h.round, rows: h.block.rows, dim: h.block.dim,
+      mean_row_norm: meanRowNorm(h.block), nearest: toks };
+    out.push(row);
+    const tr = el("tr");
+    tr.append(el("td", h.edge), el("td", h.round), el("td", h.block.rows), el("td", fmt(row.mean_row_norm, 3)),
+      el("td", toks.map((t) => `${JSON.stringify(t.text)} (${fmt(t.cos, 3)})`).join(", ")));
+    tb.append(tr);
+  }
+  $("peek-note").textContent = note ? (note.sampled
+    ? `Nearest tokens by cosine among ${note.size} evenly sampled token ids of ${note.vocab} (embedding the full ` +
+      `vocabulary with the model's embed is too costly here; at most ${MAX_IDS}).`
+    : `Nearest tokens by cosine over the full vocabulary (${note.vocab} ids), using the model's embed.`) : "";
+  return out;
+}
+
+function showAnswer(mode, answer) {
+  let d = $(`answer-${mode}`);
+  if (!d) {
+    const box = el("div");
+    d = el("div", "", { id: `answer-${mode}`, className: "answer" });
+    box.append(el("h3", mode), d);
+    $("answers").append(box);
+  }
+  d.textContent = answer;
+}
+
+const COLS = ["mode", "prompt_tokens", "generated_tokens", "latent_steps", "e2e_ms", "prefill_tok_s", "decode_tok_s",
+  "speedup"];
+
+function showTable(results) {
+  const tb = $("compare").tBodies[0];
+  tb.replaceChildren();
+  const text = results.text?.metrics;
+  for (const mode of ["latent", "text"]) {
+    const r = results[mode];
+    if (!r) continue;
+    const m = r.metrics;
+    const e2e = m.e2e_latency_s * 1000;
+    const speed = text && mode === "latent" ? `${fmt(text.e2e_latency_s * 1000 / e2e, 2)}x` : mode === "text" ? "1.00x" : "-";
+    const tr = el("tr", null, { id: `row-${mode}` });
+    for (const v of [mode, m.prompt_tokens, m.generated_tokens, m.latent_steps, fmt(e2e, 0), fmt(m.prefill_tokens_per_s),
+      fmt(m.decode_tokens_per_s, 2), speed]) tr.append(el("td", v));
+    tb.append(tr);
+  }
+}
+
+// The table as the DOM shows it: [{mode, prompt_tokens, ...}] (strings as displayed).
+function readTable() {
+  return Array.from($("compare").tBodies[0].rows, (tr) =>
+    Object.fromEntries(COLS.map((c, i) => [c, tr.cells[i].textContent])));
+}
+
+async function run(modes) {
+  if (busy) return null;
+  busy = true;
+  clearError();
+  for (const b of document.querySelectorAll("button")) b.disabled = true;
+  const results = {};
+  try {
+    const sys = await ensureSystem();
+    const opts = readOpts();
+    const question = $("question").value;
+    $("answers").replaceChildren();
+    for (const mode of modes) {
+      progress(null, `running ${mode}...`);
+      for (const n of Object.keys(sys.agents)) setStatus(n, "waiting");
+      const res = await (mode === "latent" ? runLatent : runText)(sys.agents, sys.links, sys.pattern, question, opts);
+      sys.finish();
+      results[mode] = res;
+      showAnswer(mode, res.answer);
+      showTable(results);
+    }
+    progress(1, "done");
+    const out = { load_ms: sys.loadMs, pattern: sys.pattern.name, modes, verified: sys.verified };
+    for (const [mode, res] of Object.entries(results)) {
+      out[mode] = { answer: res.answer, answer_ids: res.answer_ids,
+        metrics: Object.fromEntries(Object.entries(res.metrics).filter(([k]) => k !== "stages")) };
+    }
+    if (results.latent) {
+      progress(null, "peeking at the hand-offs...");
+      out.latent.handoffs = await showHandoffs(sys, results.latent);
+      progress(1, "done");
+    }
+    out.table = readTable();
+    out.answers = Object.fromEntries(modes.map((m) => [m, $(`answer-${m}`).textContent]));
+    return out;
+  } finally {
+    busy = false;
+    for (const b of document.querySelectorAll("button")) b.disabled = false;
+  }
+}
+
+function bind() {
+  const guard = (f) => async () => {
+    try {
+      const r = await f();
+      if (r) window.__mlcbuildResult = r;
+    } catch (e) {
+      publishError(e);
+    }
+  };
+  $("load-links").onclick = guard(() => { system = null; return loadPattern(); });
+  $("run-latent").onclick = guard(() => run(["latent"]));
+  $("run-text").onclick = guard(() => run(["text"]));
+  $("run-both").onclick = guard(() => run(["latent", "text"]));
+  $("clear-cache").onclick = guard(async () => {
+    const n = await clearArtifactCache();
+    system = null;
+    progress(null, `cache cleared (${n} cache(s))`);
+  });
+}
+
+async function main() {
+  bind();
+  if (!navigator.gpu) {
+    const { WebGPUUnavailableError } = await import("../runtime/errors.js");
+    showError(new WebGPUUnavailableError("this browser has no WebGPU (navigator.gpu is missing)"));
+  }
+  await loadIndex();
+  if (q.get("q")) $("question").value = q.get("q");
+  for (const [p, id] of [["r", "rounds"], ["m", "m"], ["max", "max-tokens"], ["text_tokens", "text-tokens"]]) {
+    if (q.get(p)) $(id).value = q.get(p);
+  }
+  $("links-url").value = q.get("links") || defaultLinks();
+  const preset = (q.get("builds") || "").split(",").map((s) => s.trim()).filter(Boolean);
+  if ($("links-url").value) await loadPattern(preset);
+  if (q.get("auto") === "1") {
+    const mode = q.get("mode") || "both";
+    return run(mode === "both" ? ["latent", "text"] : [mode]);
+  }
+  return null;
+}
+
+// Show the error in #error and publish it (with the text shown) for tests: window.__mlcbuildError + a result.
+function publishError(e) {
+  const x = showError(e);
+  for (const tr of $("agents").tBodies[0].rows) {
+    if (!["done", "idle"].includes(tr.cells[2].textContent)) tr.cells[2].textContent = "failed";
+  }
+  progress(null, "failed");
+  window.__mlcbuildResult = { error: { name: e?.name, message: e?.message, shown: $("error").textContent, ...x } };
+  window.__mlcbuildError = `${e?.name}: ${e?.message}`;
+}
+
+main().then((r) => {
+  if (r) window.__mlcbuildResult = r;
+  else if (q.get("click")) $(q.get("click"))?.click();  // ?click=run-latent: drive a button as a person would
+}, publishError);
