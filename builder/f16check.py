@@ -8,8 +8,9 @@ import numpy as np
 
 from .errors import MlcbuildError
 
-PROMPTS = ["What is the capital of France?", "Write a haiku about compilers.",
-           "12 apples minus 5 apples is how many apples? Think step by step."]
+# One short prompt: the CPU lib is not scheduled yet (issue 6), and three chat prompts took 46 minutes for
+# a q4f16_1 Qwen3-0.6B. The first positions (where massive activations live) are what overflow.
+PROMPTS = ["What is the capital of France? Answer in one word."]
 F16_MAX = 65504.0
 
 
@@ -22,7 +23,7 @@ def check_f16_hidden(out_dir: Path, cfg, quant: str, name: str) -> dict:
     worst = 0.0
     for prompt in PROMPTS:
         eng.reset()
-        ids = eng.chat_ids([{"role": "user", "content": prompt}])
+        ids = eng.tokenizer()(prompt)["input_ids"]
         h = eng.hidden(eng.embed(ids))
         if not np.isfinite(h).all():
             worst = float("inf")
