@@ -12,16 +12,18 @@ from .config import ModelConfig
 from .params import GROUP_SIZE, MAX_INT
 
 
+def _int4_value(qw, qs, row, j, dtype: str):
+    """Weight (row, j) from packed nibbles: nibble j % 8 of word j // 8, minus MAX_INT, times its group scale."""
+    shift = (j % 8).astype("uint32") * tirx.const(4, "uint32")
+    nib = (qw[row, j // 8] >> shift) & tirx.const(0xF, "uint32")
+    return (nib.astype(dtype) - tirx.const(MAX_INT, dtype)) * qs[row, j // GROUP_SIZE]
+
+
 def dequantize(q_weight: Tensor, q_scale: Tensor, rows: int, cols: int, dtype: str) -> Tensor:
     """int4 group dequantization as one TE op, so fusion folds it into the consuming matmul."""
 
     def compute(qw, qs):
-        def elem(i, j):
-            shift = (j % 8).astype("uint32") * tirx.const(4, "uint32")
-            nib = (qw[i, j // 8] >> shift) & tirx.const(0xF, "uint32")
-            return (nib.astype(dtype) - tirx.const(MAX_INT, dtype)) * qs[i, j // GROUP_SIZE]
-
-        return te.compute((rows, cols), elem, name="dequantize")
+        return te.compute((rows, cols), lambda i, j: _int4_value(qw, qs, i, j, dtype), name="dequantize")
 
     return op.tensor_expr_op(compute, "dequantize", args=[q_weight, q_scale])
 
@@ -70,14 +72,9 @@ class Embedding(nn.Module):
 
             return op.tensor_expr_op(gather, "embed_gather", args=[self.weight, ids])
 
-        def compute(qw, qs, idx):
-            def elem(n, j):
-                row = idx[n]
-                shift = (j % 8).astype("uint32") * tirx.const(4, "uint32")
-                nib = (qw[row, j // 8] >> shift) & tirx.const(0xF, "uint32")
-                return (nib.astype(dtype) - tirx.const(MAX_INT, dtype)) * qs[row, j // GROUP_SIZE]
-
-            return te.compute((idx.shape[0], dim), elem, name="embed_dequantize")
+        def compute(qw, qs, idx):  # only the looked-up rows are dequantized
+            return te.compute((idx.shape[0], dim), lambda n, j: _int4_value(qw, qs, idx[n], j, dtype),
+                              name="embed_dequantize")
 
         return op.tensor_expr_op(compute, "embed_dequantize", args=[self.q_weight, self.q_scale, ids])
 
