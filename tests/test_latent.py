@@ -3,30 +3,19 @@
 import numpy as np
 import pytest
 import torch
+from mas_system import AGENTS, QUESTION, tiny_links
 
 from builder.latent import LatentMAS
 from builder.make import make
 from train_links import format as fmt
-from train_links.agents import make_agents
 from train_links.rollout import generate
-from train_links.system import LinkSet, run_latent
-
-AGENTS = ["tiny-qwen3", "tiny-llama", "tiny-qwen3"]  # planner, critic, solver (two families, one tokenizer)
-QUESTION = "Tom has 3 boxes of 4 apples. How many apples does he have?"
+from train_links.system import run_latent
 
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
-    from train_links.patterns import sequential
-
     tmp = tmp_path_factory.mktemp("latent")
-    pattern = sequential()
-    agents = {a.name: a for a in make_agents(AGENTS, pattern)}
-    links = LinkSet(agents, pattern, seed=0)
-    with torch.no_grad():  # perturb the links so the test does not only see their initial near-identity
-        g = torch.Generator().manual_seed(1)
-        for p in links.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    agents, links, pattern = tiny_links(m=4, rounds=2)
     rl = fmt.save(tmp / "recursivelink.json", agents, pattern, links, m=4, rounds=2)
     dirs = {a: make(a, "q0f32", tmp, targets=("cpu",), show_progress=False).out for a in set(AGENTS)}
     return {"agents": agents, "links": links, "pattern": pattern, "links_file": rl,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mas_system import AGENTS, QUESTION, tiny_links
 
 from builder.browser import serve_and_run
 from builder.errors import MlcbuildError
@@ -23,13 +24,11 @@ from builder.latent import LatentMAS
 from builder.make import make
 from builder.paths import WEB
 from train_links import format as fmt
-from train_links.agents import make_agents, split_prompt
+from train_links.agents import split_prompt
 from train_links.links import expected_shapes, make_link
 from train_links.rollout import generate
-from train_links.system import LinkSet, run_latent
+from train_links.system import run_latent
 
-AGENTS = ["tiny-qwen3", "tiny-llama", "tiny-qwen3"]  # planner, critic, solver
-QUESTION = "Tom has 3 boxes of 4 apples. How many apples does he have?"
 ROUNDS, M, MAX_NEW, TEXT_TOKENS = 2, 4, 8, 4
 
 browser = [pytest.mark.browser, pytest.mark.slow]
@@ -40,16 +39,8 @@ browser = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def links_system(tmp_path_factory):
     """PyTorch agents and perturbed links, saved as f32 and f16 recursivelink.json (no builds)."""
-    from train_links.patterns import sequential
-
     tmp = tmp_path_factory.mktemp("latent-webgpu")
-    pattern = sequential()
-    agents = {a.name: a for a in make_agents(AGENTS, pattern)}
-    links = LinkSet(agents, pattern, seed=0)
-    with torch.no_grad():  # perturb the links so the test does not only see their initial near-identity
-        g = torch.Generator().manual_seed(1)
-        for p in links.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    agents, links, pattern = tiny_links(m=M, rounds=ROUNDS)
     rl = fmt.save(tmp / "recursivelink.json", agents, pattern, links, m=M, rounds=ROUNDS)
     rl16 = fmt.save(tmp / "recursivelink-f16.json", agents, pattern, links, m=M, rounds=ROUNDS, dtype="f16")
     return {"tmp": tmp, "agents": agents, "links": links, "pattern": pattern, "links_file": rl, "links_f16": rl16}

@@ -14,13 +14,11 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
+from mas_system import AGENTS, QUESTION, tiny_links
 
 from builder.browser import run_page
 from builder.serve import PlaygroundServer, list_builds
 
-AGENTS = ["tiny-qwen3", "tiny-llama", "tiny-qwen3"]  # planner, critic, solver
-QUESTION = "Tom has 3 boxes of 4 apples. How many apples does he have?"
 ROUNDS, M, MAX_NEW, TEXT_TOKENS = 2, 4, 8, 4
 
 
@@ -28,18 +26,9 @@ ROUNDS, M, MAX_NEW, TEXT_TOKENS = 2, 4, 8, 4
 def system(tmp_path_factory):
     from builder.make import make
     from train_links import format as fmt
-    from train_links.agents import make_agents
-    from train_links.patterns import sequential
-    from train_links.system import LinkSet
 
     tmp = tmp_path_factory.mktemp("playground")
-    pattern = sequential()
-    agents = {a.name: a for a in make_agents(AGENTS, pattern)}
-    links = LinkSet(agents, pattern, seed=0)
-    with torch.no_grad():  # perturbed links, not only their initial near-identity
-        g = torch.Generator().manual_seed(1)
-        for p in links.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    agents, links, pattern = tiny_links(m=M, rounds=ROUNDS)
     rl = fmt.save(tmp / "recursivelink.json", agents, pattern, links, m=M, rounds=ROUNDS)
     dirs = {a: make(a, "q0f32", tmp, targets=("webgpu", "cpu"), show_progress=False).out for a in set(AGENTS)}
     return {"tmp": tmp, "links_file": rl, "dirs": [dirs[a] for a in AGENTS]}
