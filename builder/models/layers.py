@@ -19,13 +19,30 @@ def _int4_value(qw, qs, row, j, dtype: str):
     return (nib.astype(dtype) - tirx.const(MAX_INT, dtype)) * qs[row, j // GROUP_SIZE]
 
 
-def dequantize(q_weight: Tensor, q_scale: Tensor, rows: int, cols: int, dtype: str) -> Tensor:
-    """int4 group dequantization as one TE op, so fusion folds it into the consuming matmul."""
+def matmul_nt(x: Tensor, weight: Tensor | tuple[Tensor, Tensor], out_features: int, dtype: str,
+              name: str = "linear") -> Tensor:
+    """y[b, s, o] = sum_k x[b, s, k] * W[o, k] as ONE kernel, W stored [out, in] (no transposed copy).
 
-    def compute(qw, qs):
-        return te.compute((rows, cols), lambda i, j: _int4_value(qw, qs, i, j, dtype), name="dequantize")
+    `weight` is a float W or the int4 pair (q_weight, q_scale); the dequantization is a stage inside the same
+    kernel, so neither a transposed nor a dequantized weight is ever written to memory. The schedulers
+    (dlight on WebGPU, builder/cpu_schedule.py on CPU) see one reduction with a weight prologue.
+    """
+    quantized = isinstance(weight, tuple)
+    k_dim = x.shape[-1]
 
-    return op.tensor_expr_op(compute, "dequantize", args=[q_weight, q_scale])
+    def compute(xt, *w):
+        if quantized:
+            qw, qs = w
+            wt = te.compute((out_features, k_dim), lambda o, j: _int4_value(qw, qs, o, j, dtype), name="dequantize")
+        else:
+            (wt,) = w
+        b, s, _ = xt.shape
+        k = te.reduce_axis((0, k_dim), name="k")
+        return te.compute((b, s, out_features), lambda i, t, o: te.sum(xt[i, t, k] * wt[o, k], axis=k),
+                          name="matmul")
+
+    args = [x, *weight] if quantized else [x, weight]
+    return op.tensor_expr_op(compute, name + ("_q4" if quantized else ""), args=args)
 
 
 class Linear(nn.Module):
@@ -41,13 +58,9 @@ class Linear(nn.Module):
             self.weight = nn.Parameter((out_features, in_features), dtype)
         self.bias = nn.Parameter((out_features,), dtype) if bias else None
 
-    def full_weight(self) -> Tensor:
-        if self.quantized:
-            return dequantize(self.q_weight, self.q_scale, self.out_features, self.in_features, self.dtype)
-        return self.weight
-
     def forward(self, x: Tensor) -> Tensor:
-        y = op.matmul(x, op.permute_dims(self.full_weight()))
+        w = (self.q_weight, self.q_scale) if self.quantized else self.weight
+        y = matmul_nt(x, w, self.out_features, self.dtype)
         return y + self.bias if self.bias is not None else y
 
 
@@ -79,9 +92,8 @@ class Embedding(nn.Module):
         return op.tensor_expr_op(compute, "embed_dequantize", args=[self.q_weight, self.q_scale, ids])
 
     def lm_head(self, x: Tensor) -> Tensor:
-        w = (dequantize(self.q_weight, self.q_scale, self.vocab, self.dim, self.dtype)
-             if self.quantized else self.weight)
-        return op.matmul(x, op.permute_dims(w))
+        w = (self.q_weight, self.q_scale) if self.quantized else self.weight
+        return matmul_nt(x, w, self.vocab, self.dtype, name="lm_head")
 
 
 class Attention(nn.Module):
