@@ -21,14 +21,14 @@ def lib_name(name: str, quant: str, target: str) -> str:
 
 
 def tvm_target(target: str):
-    from tvm.target import Target
-
     from .wasm import webgpu_target
 
     if target == "webgpu":
         return webgpu_target()
     if target == "cpu":
-        return Target("llvm")
+        from .cpu_schedule import host_target
+
+        return host_target()
     raise MlcbuildError(f"unknown target '{target}'", f"use one of {', '.join(TARGETS)}")
 
 
@@ -40,7 +40,8 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
     (pointer-keyed maps in the compiler); pinning both makes two builds byte-identical. The child also
     gives its memory back to the OS when it exits.
     """
-    tvm_target(target)  # validate before starting a process
+    if target not in TARGETS:  # validate before starting a process (without importing TVM here)
+        raise MlcbuildError(f"unknown target '{target}'", f"use one of {', '.join(TARGETS)}")
     args = {"cfg": cfg.as_dict(), "quant": quant, "target": target, "out": str(out), "opt_level": opt_level,
             "show_progress": show_progress}
     pkg_root = str(Path(__file__).resolve().parent.parent)  # the child imports this very builder package
@@ -70,7 +71,14 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
     tgt = tvm_target(target)
     mod, names, meta = build_graph(cfg, quant, tgt)
     t1 = time.perf_counter()
-    ex = tvm.compile(mod, tgt)
+    if target == "cpu":
+        from .cpu_schedule import cpu_pipeline
+        from .models.params import model_dtype
+
+        heads = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, model_dtype(quant))
+        ex = tvm.compile(mod, tgt, relax_pipeline=cpu_pipeline(tgt, heads))
+    else:
+        ex = tvm.compile(mod, tgt)
     t2 = time.perf_counter()
     if target == "webgpu":
         export_wasm(ex, out, opt_level=opt_level, show_progress=show_progress)

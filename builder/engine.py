@@ -16,8 +16,19 @@ from .make import verify_output
 PAGE_SIZE = 16
 
 
+def use_threads(threads: int | None = None) -> int:
+    """Size TVM's CPU thread pool (it defaults to 1 thread here); only the first call in a process counts,
+    because the pool starts with the first parallel kernel. Default: every core this process may use."""
+    import os
+
+    n = threads or len(os.sched_getaffinity(0))
+    os.environ.setdefault("TVM_NUM_THREADS", str(n))
+    return int(os.environ["TVM_NUM_THREADS"])
+
+
 class Engine:
-    def __init__(self, out_dir: Path, max_seq_len: int = 2048, verify: bool = True):
+    def __init__(self, out_dir: Path, max_seq_len: int = 2048, verify: bool = True, threads: int | None = None):
+        self.threads = use_threads(threads)
         import tvm
         import tvm_ffi
         from tvm import relax

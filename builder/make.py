@@ -41,6 +41,31 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+def compiler_digest(target: str) -> str:
+    """What a library depends on besides its inputs: our graph and schedule code, and for CPU libs the host
+    CPU they are tuned for. A change to either invalidates the compile step."""
+    here = Path(__file__).resolve().parent
+    files = sorted((here / "models").glob("*.py")) + [here / n for n in (
+        "compile.py", "wasm.py", "cpu_schedule.py", "cpu_attention.py")]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    if target == "cpu":
+        import platform
+
+        h.update(f"{platform.machine()}:{_cpu_model()}".encode())
+    return h.hexdigest()[:16]
+
+
+def _cpu_model() -> str:
+    """The first CPU's model name and feature flags (Linux); empty elsewhere."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(next((ln for ln in lines if ln.startswith(k)), "") for k in ("model name", "flags"))
+
+
 def source_digest(src: Path) -> str:
     """Content hash of the source weights and configs (a folder's files, or one GGUF)."""
     files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
@@ -141,7 +166,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     keys = {"convert": _key("convert", __version__, digest, quant, [s.__dict__ for s in specs])}
     for t in targets:
         keys[f"compile-{t}"] = _key("compile", __version__, pins.TVM, pins.EMSCRIPTEN, cfg.as_dict(), quant, t,
-                                    opt_level if t == "webgpu" else 0)
+                                    opt_level if t == "webgpu" else 0, compiler_digest(t))
     if links:
         keys["links"] = _key(__version__, *links.key_parts(digest))
     reused, libs = [], {}

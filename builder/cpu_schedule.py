@@ -1,0 +1,263 @@
+"""The CPU compile pipeline: fuse, then schedule the kernels that matter for the host CPU.
+
+TVM's default CPU pipeline neither fuses nor schedules, so every op runs as a single-threaded scalar loop
+nest. Here, on top of fusion:
+  - linear layers (builder/models/layers.py `matmul_nt`: one reduction `matmul`, an optional int4
+    `dequantize` stage, an optional elementwise epilogue such as the residual add):
+      few rows (decode):  a GEMV; GEMV_ROWS weight rows read side by side, each dot product in LANES-wide
+                          partial sums (rfactor), dequantization inlined into the load, row groups on the pool;
+      many rows (prefill): an outer-product GEMM; a ROWS x (3-4 vectors) accumulator tile in registers,
+                          weights copied/dequantized once per panel into a transposed local buffer;
+      rows known only at run time: one kernel that branches between the two;
+  - TVM's CPU prefill attention over cached pages: query heads on the pool (the chunk's own attention is
+    replaced by builder/cpu_attention.py);
+  - elementwise kernels: producers inlined, vectorized, rows on the pool when there are many.
+"""
+
+import tvm
+from tvm import s_tir, tirx
+from tvm.relax.backend.cpu_generic import pipeline as cpu_passes
+from tvm.s_tir import dlight
+from tvm.s_tir.dlight.base import ScheduleRule
+from tvm.target import Target
+
+FEW_ROWS = 4  # below this many rows a GEMV per row beats packing weight panels for a GEMM
+PARALLEL_MIN = 1 << 15  # elements below which an elementwise kernel stays on one thread (launch cost)
+GEMV_ROWS = 8  # weight rows a GEMV reads side by side: more memory streams in flight per core
+ACC = 1  # independent vector accumulators per GEMV dot product (hides FMA latency)
+ROWS = 6  # GEMM register tile: ROWS input rows x (3 or 4) vectors of output features
+
+
+def host_target(num_cores: int | None = None) -> Target:
+    """An llvm target for this machine's CPU (its vector ISA) with the thread count the pool will use."""
+    import os
+
+    from tvm.target.codegen import llvm_get_system_cpu
+
+    cores = num_cores or len(os.sched_getaffinity(0))
+    return Target({"kind": "llvm", "mcpu": llvm_get_system_cpu(), "num-cores": cores})
+
+
+def _lanes(target: Target) -> int:
+    from tvm.target.codegen import llvm_get_vector_width
+
+    bits = llvm_get_vector_width(target)
+    return max(4, (bits if bits > 0 else 128) // 32)
+
+
+def _extent(sch: s_tir.Schedule, loop) -> int | None:
+    ext = sch.get(loop).extent
+    return int(ext) if isinstance(ext, tirx.IntImm) else None
+
+
+def _block(sch: s_tir.Schedule, name: str):
+    try:
+        return sch.get_sblock(name)
+    except Exception:  # noqa: BLE001 - ScheduleError: no block of that name
+        return None
+
+
+def _consumers(sch: s_tir.Schedule, block) -> list:
+    """The elementwise chain after `block` (bias, residual add), nearest first."""
+    out, frontier = [], list(sch.get_consumers(block))
+    while frontier:
+        c = frontier.pop(0)
+        out.append(c)
+        frontier.extend(sch.get_consumers(c))
+    return out
+
+
+class LinearRule(ScheduleRule):
+    """Schedules the kernels that `matmul_nt` produces (possibly fused with an elementwise epilogue)."""
+
+    def apply(self, func, target: Target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or "cpu" not in target.keys:
+            return None
+        sch = s_tir.Schedule(func)
+        mm = _block(sch, "matmul")
+        if mm is None or len(sch.get_loops(mm)) != 4:
+            return None
+        if len(_consumers(sch, mm)) > 2:
+            return None
+        k_len = _extent(sch, sch.get_loops(mm)[3])
+        lanes = _lanes(target)
+        out_len = _extent(sch, sch.get_loops(mm)[2])
+        if k_len is None or k_len % lanes or out_len is None or out_len % lanes:
+            return None  # not a shape these schedules cover: left as lowered
+        rows = sch.get(sch.get_loops(mm)[1]).extent
+        if isinstance(rows, tirx.IntImm) and int(rows) < FEW_ROWS:
+            return self._gemv(sch, lanes, k_len)
+        if isinstance(rows, tirx.IntImm):
+            return self._gemm(sch, lanes)
+        # rows known only at run time (prefill, get_logits): branch between the two schedules
+        few, many = self._gemv(s_tir.Schedule(func), lanes, k_len), self._gemm(s_tir.Schedule(func), lanes)
+        return s_tir.Schedule(_branch(rows, few.mod["main"], many.mod["main"]))
+
+    @staticmethod
+    def _gemv(sch, lanes, k_len):
+        """Rows of W in groups of GEMV_ROWS read side by side (several memory streams per core), each
+        row's dot product in `lanes`-wide partial sums; groups spread over the pool."""
+        mm, deq = sch.get_sblock("matmul"), _block(sch, "dequantize")
+        consumers = _consumers(sch, mm)
+        if deq is not None:
+            sch.compute_inline(deq)
+        acc = ACC if k_len % (lanes * ACC) == 0 else 1
+        i, t, o, k = sch.get_loops(mm)
+        ko, ki = sch.split(k, [None, lanes * acc])
+        rf = sch.rfactor(ki, factor_axis=3)  # lanes last: contiguous in the accumulator
+        i, t, o, r = sch.get_loops(mm)
+        rows = GEMV_ROWS if _extent(sch, o) % GEMV_ROWS == 0 else 1
+        oo, oi = sch.split(o, [None, rows])
+        sch.parallel(oo)
+        sch.compute_at(rf, oo, preserve_unit_loops=True)
+        sch.set_scope(rf, 0, "local")
+        rki, _, _, roi, rko = sch.get_loops(rf)[-5:]  # compute_at: the factored iter first, then block order
+        sch.reorder(rko, roi, rki)
+        sch.unroll(roi)
+        if acc > 1:
+            ru, rl = sch.split(rki, [None, lanes])
+            sch.unroll(ru)
+            sch.vectorize(rl)
+        else:
+            sch.vectorize(rki)
+        sch.decompose_reduction(rf, rko)
+        for c in consumers:
+            sch.reverse_compute_at(c, oo)
+        return sch
+
+    @staticmethod
+    def _gemm(sch, lanes):
+        """Outer-product GEMM: acc[ROWS, COLS] += x[row, k] * Wp[k, COLS], Wp a transposed weight panel."""
+        mm, deq = sch.get_sblock("matmul"), _block(sch, "dequantize")
+        out_len = _extent(sch, sch.get_loops(mm)[2])
+        vectors = next(v for v in (3, 4, 2, 1) if out_len % (v * lanes) == 0)
+        cols = vectors * lanes
+        # Pad the rows to a multiple of ROWS: without a tail predicate the accumulator tile has a constant
+        # size and LLVM keeps it in vector registers.
+        sch.pad_einsum(mm, [1, ROWS, 1, 1])
+        consumers = _consumers(sch, mm)
+        if deq is None:
+            weight = next(j for j, r in enumerate(sch.get(mm).reads) if len(r.region) == 2)  # W [out, in]
+            deq = sch.cache_read(mm, weight, "local")
+        acc = sch.cache_write(mm, 0, "local")
+        i, t, o, k = sch.get_loops(mm)
+        oo, oi = sch.split(o, [None, cols])
+        to, ti = sch.split(t, [None, ROWS])
+        sch.reorder(oo, to, k, ti, oi)
+        ov, ol = sch.split(oi, [None, lanes])
+        sch.unroll(ti)
+        sch.unroll(ov)
+        sch.vectorize(ol)
+        par = sch.fuse(i, oo)
+        sch.parallel(par)
+        sch.reverse_compute_at(acc, to)
+        sch.vectorize(sch.get_loops(acc)[-1])
+        for c in consumers:
+            sch.reverse_compute_at(c, to)
+        sch.decompose_reduction(mm, k)
+        # the weight panel of `cols` output features, dequantized/copied once, stored [k, cols]
+        sch.compute_at(deq, par, preserve_unit_loops=True)
+        sch.set_scope(deq, 0, "local")
+        sch.transform_layout(deq, ("write", 0), lambda a, b: (b, a))
+        if vectors & (vectors - 1) == 0:  # a power-of-two panel stride thrashes cache sets: pad it
+            sch.storage_align(deq, 0, axis=0, factor=cols * 2, offset=lanes)
+        dk, dj = sch.get_loops(deq)[-2:]
+        _, dl = sch.split(dj, [None, lanes])
+        sch.vectorize(dl)
+        return sch
+
+
+def _branch(rows, few, many):
+    """One PrimFunc that runs `few`'s body when rows < FEW_ROWS, else `many`'s.
+
+    Both are schedules of the same function, so their blocks share iteration variables; a TVMScript
+    round trip gives every definition its own variable again.
+    """
+    from tvm.s_tir.stmt import SBlock, SBlockRealize
+
+    def inner(f, name):
+        root = f.body.block
+        block = SBlock(root.iter_vars, root.reads, root.writes, name, root.body, root.init, root.alloc_buffers,
+                       root.match_buffers, root.annotations)
+        return SBlockRealize([], True, block)
+
+    body = tirx.IfThenElse(rows < FEW_ROWS, inner(few, "few_rows"), inner(many, "many_rows"))
+    merged = few.with_body(SBlockRealize([], True, SBlock([], [], [], "root", body)))
+    return tvm.script.from_source(merged.script())
+
+
+class AttentionRule(ScheduleRule):
+    """TVM's CPU prefill attention (paged KV cache) loops over query heads serially; heads are independent
+    (each writes its own output rows, the block allocates its own scratch), so run them on the pool."""
+
+    def apply(self, func, target: Target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or "cpu" not in target.keys:
+            return None
+        sch = s_tir.Schedule(func)
+        attn = _block(sch, "attn")
+        if attn is None or len(sch.get_loops(attn)) != 2:  # for h_qo: for b_idx: attn
+            return None
+        sch.parallel(sch.get_loops(attn)[0])
+        return sch
+
+
+class ElementwiseRule(ScheduleRule):
+    """Elementwise kernels (activation, split, residual add, RoPE, KV append): producers inlined, rows
+    spread over the pool when there are many, the innermost axis vectorized."""
+
+    def apply(self, func, target: Target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or "cpu" not in target.keys:
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = sch.get_child_blocks(sch.get_sblock("root")) if _block(sch, "root") else []
+        if not blocks or any(not _spatial(sch, b) for b in blocks):
+            return None
+        for b in blocks[:-1]:  # fold producers into their consumers where possible
+            try:
+                sch.compute_inline(b)
+            except Exception:  # noqa: BLE001 - ScheduleError: this one has to stay
+                pass
+        lanes = _lanes(target)
+        for b in sch.get_child_blocks(sch.get_sblock("root")):
+            loops = sch.get_loops(b)
+            if not loops:
+                continue
+            inner = _extent(sch, loops[-1])
+            if inner and inner % lanes == 0 and len(loops) > 1:
+                _, vec = sch.split(loops[-1], [None, lanes])
+                sch.vectorize(vec)
+            total = 1
+            for lp in loops[:-1]:
+                ext = _extent(sch, lp)
+                total = total * ext if ext is not None and total is not None else None
+            if total is None or total * (inner or 1) >= PARALLEL_MIN:  # rows known at run time, or many
+                sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
+        return sch
+
+
+def _spatial(sch: s_tir.Schedule, block) -> bool:
+    """A block with only data-parallel iterations that sits directly in a loop nest (not opaque)."""
+    iters = sch.get(block).iter_vars
+    return bool(iters) and all(int(iv.iter_type) == 0 for iv in iters)
+
+
+def schedule_passes(target: Target) -> list:
+    return [dlight.ApplyDefaultSchedule(LinearRule(), AttentionRule(), ElementwiseRule())]
+
+
+def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None):
+    """The relax pipeline for `tvm.compile(mod, target, relax_pipeline=...)` on CPU. `heads` =
+    (query heads, kv heads, head dim, dtype) swaps in our prefill attention kernel (builder/cpu_attention.py)."""
+    from .cpu_attention import swap_ragged_prefill
+
+    swap = [swap_ragged_prefill(*heads)] if heads and heads[2] % 16 == 0 else []
+
+    @tvm.transform.module_pass(opt_level=0)
+    def _pipeline(mod: tvm.ir.IRModule, _ctx) -> tvm.ir.IRModule:
+        seq = (cpu_passes.library_dispatch_passes(target) + cpu_passes.legalize_passes(target) + swap
+               + schedule_passes(target) + cpu_passes.dataflow_lower_passes(target)
+               + cpu_passes.finalize_passes(target))
+        with target:
+            return tvm.transform.Sequential(seq)(mod)
+
+    return _pipeline
