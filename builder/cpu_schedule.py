@@ -241,8 +241,19 @@ def _spatial(sch: s_tir.Schedule, block) -> bool:
     return bool(iters) and all(int(iv.iter_type) == 0 for iv in iters)
 
 
+@tvm.transform.module_pass(opt_level=0, name="MarkNoAlias")
+def mark_noalias(mod: tvm.ir.IRModule, _ctx) -> tvm.ir.IRModule:
+    """Declare every kernel's buffer arguments non-aliasing (true here: no kernel is ever handed one tensor
+    twice). Measured: when one function of the LLVM module lacks the flag, the register-tiled GEMM kernels
+    of the same module lose their register accumulators and run about 2x slower."""
+    for gv, func in list(mod.functions.items()):
+        if isinstance(func, tirx.PrimFunc) and not func.attrs.get("tirx.noalias"):
+            mod[gv] = func.with_attr("tirx.noalias", True)
+    return mod
+
+
 def schedule_passes(target: Target) -> list:
-    return [dlight.ApplyDefaultSchedule(LinearRule(), AttentionRule(), ElementwiseRule())]
+    return [dlight.ApplyDefaultSchedule(LinearRule(), AttentionRule(), ElementwiseRule()), mark_noalias]
 
 
 def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None):
