@@ -8,9 +8,11 @@ import numpy as np
 
 from .errors import MlcbuildError
 
-# One short prompt: the CPU lib is not scheduled yet (issue 6), and three chat prompts took 46 minutes for
-# a q4f16_1 Qwen3-0.6B. The first positions (where massive activations live) are what overflow.
-PROMPTS = ["What is the capital of France? Answer in one word."]
+# A few short prompts of different kinds (chat-formatted when the model has a template). The first
+# positions, where massive activations live, are what overflow. About 5 s for a q4f16_1 Qwen3-0.6B.
+PROMPTS = ["What is the capital of France? Answer in one word.",
+           "Write a Python function that returns the n-th Fibonacci number.",
+           "Summarize in two sentences why the sky is blue."]
 F16_MAX = 65504.0
 
 
@@ -23,7 +25,9 @@ def check_f16_hidden(out_dir: Path, cfg, quant: str, name: str) -> dict:
     worst = 0.0
     for prompt in PROMPTS:
         eng.reset()
-        ids = eng.tokenizer()(prompt)["input_ids"]
+        tok = eng.tokenizer()
+        ids = (eng.chat_ids([{"role": "user", "content": prompt}]) if tok.chat_template
+               else tok(prompt)["input_ids"])
         h = eng.hidden(eng.embed(ids))
         if not np.isfinite(h).all():
             worst = float("inf")

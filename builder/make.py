@@ -225,9 +225,19 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
         }
         write_json_atomic(tmp / MANIFEST, manifest)
         if "f16" in quant:  # before the output is swapped in: a failing check leaves nothing behind
-            from .f16check import check_f16_hidden
+            from .f16check import PROMPTS, check_f16_hidden
 
-            check_f16_hidden(tmp, cfg, quant, fetched.name)
+            key = _key("f16-check", keys["convert"], keys["compile-cpu"], PROMPTS)
+            done = (prev or {}).get("f16_check", {})
+            t0 = time.perf_counter()
+            if done.get("key") == key and {"convert", "compile-cpu"} <= set(reused):
+                reused.append("f16-check")  # same weights, same lib: the same verdict
+                result = done
+            else:
+                result = {"key": key, **check_f16_hidden(tmp, cfg, quant, fetched.name)}
+            timings["f16_check_s"] = round(time.perf_counter() - t0, 2)
+            manifest["f16_check"] = result
+            write_json_atomic(tmp / MANIFEST, manifest)
     return manifest
 
 

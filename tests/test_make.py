@@ -158,7 +158,13 @@ def test_f16_overflow_is_refused(cli, tmp_path, tiny_qwen2_dir):
     ok = cli("make", str(tiny_qwen2_dir), "--quant", "q4f16_1", "--target", "webgpu", "--out", str(tmp_path / "a"),
              "--json")
     assert ok.returncode == 0, ok.stderr
-    assert "cpu" in json.loads(ok.stdout)["manifest"]["libs"]  # the f16 check needs (and ships) the CPU lib
+    first = json.loads(ok.stdout)
+    assert "cpu" in first["manifest"]["libs"]  # the f16 check needs (and ships) the CPU lib
+    assert first["manifest"]["f16_check"]["max_abs_hidden"] > 0
+    again = cli("make", str(tiny_qwen2_dir), "--quant", "q4f16_1", "--target", "webgpu", "--out", str(tmp_path / "a"),
+                "--json")
+    assert again.returncode == 0, again.stderr
+    assert "f16-check" in json.loads(again.stdout)["reused"]  # same weights and lib: the verdict is reused
     hot = tmp_path / "hot"
     shutil.copytree(tiny_qwen2_dir, hot)
     w = load_file(hot / "model.safetensors")
