@@ -1,5 +1,10 @@
 """The tiny 3-agent RecursiveMAS set shared by the latent-loop tests (Python, browser, playground)."""
 
+import base64
+import hashlib
+import json
+
+import numpy as np
 import torch
 
 AGENTS = ["tiny-qwen3", "tiny-llama", "tiny-qwen3"]  # planner, critic, solver (two families, one tokenizer)
@@ -20,3 +25,22 @@ def tiny_links(m: int, rounds: int):
         for p in links.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.02)
     return agents, links, pattern
+
+
+def links_for_dims(src, dst, d: int):
+    """A self-consistent recursivelink.json for agents of hidden size `d` (another model than the tests')."""
+    from train_links.links import expected_shapes
+
+    doc = json.loads(src.read_text())
+    rng = np.random.default_rng(0)
+    for a in doc["agents"]:
+        a["hidden_size"] = d
+    for link in doc["links"]:
+        width = d if link["kind"] == "inner" else 2 * d
+        link.update(src_dim=d, dst_dim=d, width=width, dtype="f32", tensors={})
+        for k, shape in expected_shapes(link["kind"], d, d, width).items():
+            raw = (rng.standard_normal(shape) * 0.1).astype("<f4").tobytes()
+            link["tensors"][k] = {"shape": list(shape), "sha256": hashlib.sha256(raw).hexdigest(),
+                                  "data": base64.b64encode(raw).decode()}
+    dst.write_text(json.dumps(doc))
+    return dst

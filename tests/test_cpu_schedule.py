@@ -9,9 +9,8 @@ from builder.convert.quantize import dequantize, quantize
 
 def _linear_lib(k: int, o: int, quantized: bool):
     import tvm
-    from tvm.relax.frontend import nn
-
     from tvm.relax.backend.cpu_generic import pipeline as cpu_passes
+    from tvm.relax.frontend import nn
 
     from builder.cpu_schedule import LinearRule, cpu_pipeline, host_target
     from builder.models.layers import Linear

@@ -5,8 +5,6 @@ The same tiny 3-agent set as tests/test_latent.py: planner tiny-qwen3, critic ti
 families, one tokenizer; planner and solver share one loaded model), q0f32, m=4, r=2, 8 new tokens. A few fast Node
 checks (no browser) cover the link math, f16 links, corrupted files and the chat-template rendering on their own."""
 
-import base64
-import hashlib
 import json
 import math
 import shutil
@@ -16,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mas_system import AGENTS, QUESTION, tiny_links
+from mas_system import AGENTS, QUESTION, links_for_dims, tiny_links
 
 from builder.browser import serve_and_run
 from builder.errors import MlcbuildError
@@ -25,7 +23,7 @@ from builder.make import make
 from builder.paths import WEB
 from train_links import format as fmt
 from train_links.agents import split_prompt
-from train_links.links import expected_shapes, make_link
+from train_links.links import make_link
 from train_links.rollout import generate
 from train_links.system import run_latent
 
@@ -143,30 +141,13 @@ def test_browser_text_baseline_matches_python(page, python_mas):
     assert got["metrics"]["generated_tokens"] > page["latent"]["metrics"]["generated_tokens"]
 
 
-def _links_for_dims(src, dst, d: int):
-    """A self-consistent recursivelink.json for agents of hidden size `d` (other models than the test's)."""
-    doc = json.loads(src.read_text())
-    rng = np.random.default_rng(0)
-    for a in doc["agents"]:
-        a["hidden_size"] = d
-    for link in doc["links"]:
-        width = d if link["kind"] == "inner" else 2 * d
-        link.update(src_dim=d, dst_dim=d, width=width, dtype="f32", tensors={})
-        for k, shape in expected_shapes(link["kind"], d, d, width).items():
-            raw = (rng.standard_normal(shape) * 0.1).astype("<f4").tobytes()
-            link["tensors"][k] = {"shape": list(shape), "sha256": hashlib.sha256(raw).hexdigest(),
-                                  "data": base64.b64encode(raw).decode()}
-    dst.write_text(json.dumps(doc))
-    return dst
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["other-dims", "too-few-agents"])
 def test_browser_refuses_links_for_other_models(system, artifacts, case):
     """A clear LinkMismatchError on the page (published, not a crash), before any model weights load."""
     if case == "other-dims":
-        bad = _links_for_dims(system["links_file"], system["tmp"] / "recursivelink-d32.json", 32)
+        bad = links_for_dims(system["links_file"], system["tmp"] / "recursivelink-d32.json", 32)
         fmt.load(bad)  # a valid file...
         with pytest.raises(MlcbuildError, match="hidden size 32 here but 64 in the model"):
             fmt.load(bad, {"planner": 64, "critic": 64, "solver": 64})  # ...for other models
@@ -224,7 +205,7 @@ def test_js_links_match_pytorch_f32_f16_and_refuse_bad_files(links_system, tmp_p
     t = corrupt["links"][0]["tensors"]["w1.weight"]
     t["data"] = ("A" if t["data"][0] != "A" else "B") + t["data"][1:]
     (tmp_path / "corrupt.json").write_text(json.dumps(corrupt))
-    other = _links_for_dims(ls["links_file"], tmp_path / "d32.json", 32)
+    other = links_for_dims(ls["links_file"], tmp_path / "d32.json", 32)
     erf_x = np.linspace(-7, 7, 1001).tolist()
     out = run_node(LINKS_SCRIPT, {"x": x.tolist(), "erf_x": erf_x, "dims": {"planner": 64, "critic": 64, "solver": 64},
                                   "files": {"f32": str(ls["links_file"]), "f16": str(ls["links_f16"])},

@@ -4,8 +4,6 @@ Chromium (WebGPU on SwiftShader), against the Python reference (builder.latent.L
 The tiny 3-agent system of tests/test_latent_webgpu.py: planner tiny-qwen3, critic tiny-llama, solver tiny-qwen3,
 q0f32, m=4, r=2, 8 new tokens, with recursivelink.json next to the builds (the page's default links file)."""
 
-import base64
-import hashlib
 import json
 import shutil
 import urllib.error
@@ -14,7 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from mas_system import AGENTS, QUESTION, tiny_links
+from mas_system import AGENTS, QUESTION, links_for_dims, tiny_links
 
 from builder.browser import run_page
 from builder.serve import PlaygroundServer, list_builds
@@ -98,32 +96,13 @@ def test_playground_both_modes_match_python(system, artifacts):
           f"speedup {lat['speedup']}, answers {got['latent']['answer']!r} / {got['text']['answer']!r}")
 
 
-def _links_for_dims(src, dst, d: int):
-    """A self-consistent recursivelink.json for agents of hidden size `d` (not the builds' 64)."""
-    from train_links.links import expected_shapes
-
-    doc = json.loads(src.read_text())
-    rng = np.random.default_rng(0)
-    for a in doc["agents"]:
-        a["hidden_size"] = d
-    for link in doc["links"]:
-        width = d if link["kind"] == "inner" else 2 * d
-        link.update(src_dim=d, dst_dim=d, width=width, dtype="f32", tensors={})
-        for k, shape in expected_shapes(link["kind"], d, d, width).items():
-            raw = (rng.standard_normal(shape) * 0.1).astype("<f4").tobytes()
-            link["tensors"][k] = {"shape": list(shape), "sha256": hashlib.sha256(raw).hexdigest(),
-                                  "data": base64.b64encode(raw).decode()}
-    dst.write_text(json.dumps(doc))
-    return dst
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["other-dims", "missing-artifact", "tampered-shard"])
 def test_playground_shows_bad_input_errors(system, artifacts, case):
     """A clear message in #error (published, no uncaught page error), before any weights load."""
     if case == "other-dims":
-        bad = _links_for_dims(system["links_file"], system["tmp"] / "recursivelink-d32.json", 32)
+        bad = links_for_dims(system["links_file"], system["tmp"] / "recursivelink-d32.json", 32)
         res = open_playground(system, artifacts, case, timeout_s=180, links=f"/dist/{bad.name}", mode="latent")
         name, shown = "LinkMismatchError", "does not fit these models"
         detail = "hidden size 32 in the links but 64 in the model"
