@@ -24,7 +24,7 @@ from tvm.target import Target
 FEW_ROWS = 4  # below this many rows a GEMV per row beats packing weight panels for a GEMM
 PARALLEL_MIN = 1 << 15  # elements below which an elementwise kernel stays on one thread (launch cost)
 GEMV_ROWS = 8  # weight rows a GEMV reads side by side: more memory streams in flight per core
-ACC = 1  # independent vector accumulators per GEMV dot product (hides FMA latency)
+ACC = 1  # vector accumulators per GEMV row; 1 measured best once GEMV_ROWS rows are interleaved
 ROWS = 6  # GEMM register tile: ROWS input rows x (3 or 4) vectors of output features
 
 
@@ -161,8 +161,8 @@ class LinearRule(ScheduleRule):
         sch.transform_layout(deq, ("write", 0), lambda a, b: (b, a))
         if vectors & (vectors - 1) == 0:  # a power-of-two panel stride thrashes cache sets: pad it
             sch.storage_align(deq, 0, axis=0, factor=cols * 2, offset=lanes)
-        dk, dj = sch.get_loops(deq)[-2:]
-        _, dl = sch.split(dj, [None, lanes])
+        _, dk = sch.get_loops(deq)[-2:]  # (out feature, k): contiguous loads along k
+        _, dl = sch.split(dk, [None, lanes])
         sch.vectorize(dl)
         return sch
 
