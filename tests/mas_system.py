@@ -44,3 +44,13 @@ def links_for_dims(src, dst, d: int):
                                   "data": base64.b64encode(raw).decode()}
     dst.write_text(json.dumps(doc))
     return dst
+
+
+def run_latent_page(tmp, dirs, links_name: str, case: dict, screenshot, timeout_s: int = 900) -> dict:
+    """Run the browser loop (web/harness/latent-check.html) on builds under `tmp`, served at /data/."""
+    from builder.browser import serve_and_run
+
+    (tmp / "case.json").write_text(json.dumps(case))
+    agents = ",".join(f"/data/{d.name}/" for d in dirs)
+    return serve_and_run(f"harness/latent-check.html?agents={agents}&links=/data/{links_name}&case=/data/case.json",
+                         {"/data/": tmp}, timeout_s=timeout_s, screenshot=screenshot)

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mas_system import AGENTS, QUESTION, links_for_dims, tiny_links
+from mas_system import AGENTS, QUESTION, links_for_dims, run_latent_page, tiny_links
 
-from builder.browser import serve_and_run
 from builder.errors import MlcbuildError
 from builder.latent import LatentMAS
 from builder.make import make
@@ -53,14 +52,10 @@ def system(links_system):
 
 
 def run_page(system, artifacts, links_name, dirs=None, modes=("latent", "text"), timeout_s=900):
-    tmp = system["tmp"]
     case = {"question": QUESTION, "rounds": ROUNDS, "m": M, "max_new_tokens": MAX_NEW, "text_tokens": TEXT_TOKENS,
             "modes": list(modes)}
-    (tmp / "case.json").write_text(json.dumps(case))
-    dirs = system["dirs"] if dirs is None else dirs
-    agents = ",".join(f"/data/{d.name}/" for d in dirs)
-    return serve_and_run(f"harness/latent-check.html?agents={agents}&links=/data/{links_name}&case=/data/case.json",
-                         {"/data/": tmp}, timeout_s=timeout_s, screenshot=artifacts / "latent-check.png")
+    return run_latent_page(system["tmp"], system["dirs"] if dirs is None else dirs, links_name, case,
+                           artifacts / "latent-check.png", timeout_s)
 
 
 @pytest.fixture(scope="module")
