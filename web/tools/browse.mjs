@@ -3,20 +3,23 @@
 // one JSON line {ok, result, error, console} on stdout. Used by builder/browser.py and the tests.
 //
 //   node web/tools/browse.mjs --url http://127.0.0.1:PORT/page.html [--timeout 60000]
-//        [--screenshot out.png] [--screenshot-always]
+//        [--screenshot out.png] [--screenshot-always] [--profile DIR]
+// --profile keeps the browser profile (Cache API storage included) in DIR, so a second visit finds the first one's
+// cached artifacts; without it every run starts from a fresh, empty profile that is removed afterwards.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 function parseArgs(argv) {
-  const opts = { timeout: 60000, screenshot: null, screenshotAlways: false, url: null };
+  const opts = { timeout: 60000, screenshot: null, screenshotAlways: false, url: null, profile: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--url") opts.url = argv[++i];
     else if (a === "--timeout") opts.timeout = Number(argv[++i]);
     else if (a === "--screenshot") opts.screenshot = argv[++i];
     else if (a === "--screenshot-always") opts.screenshotAlways = true;
+    else if (a === "--profile") opts.profile = argv[++i];
     else throw new Error(`unknown argument ${a}`);
   }
   if (!opts.url) throw new Error("--url is required");
@@ -37,7 +40,7 @@ export const CHROMIUM_ARGS = [
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const profile = mkdtempSync(join(tmpdir(), "mlcbuild-chromium-"));
+  const profile = opts.profile ?? mkdtempSync(join(tmpdir(), "mlcbuild-chromium-"));
   const out = { ok: false, result: null, error: null, console: [] };
   let context = null;
   let page = null;
@@ -66,7 +69,7 @@ async function main() {
     try { await page.screenshot({ path: opts.screenshot, fullPage: true }); } catch { /* page gone */ }
   }
   if (context) await context.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
+  if (!opts.profile) rmSync(profile, { recursive: true, force: true });
   process.stdout.write(JSON.stringify(out) + "\n");
 }
 

@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Latent vs text RecursiveMAS, same agents, prompts and rounds, measured side by side in one run.
+
+Python side (builder.latent.LatentMAS on the CPU libraries): the real SmolLM2-135M q4f32_1 three-agent sequential set
+(planner -> critic -> solver, one model) with its trained recursivelink.json (`mlcbuild make smollm2-135m --quant
+q4f32_1 --links`, built once into <mlcbuild cache>/bench/latent_vs_text/ and reused), r = 3, m = the links' m, on
+held-out rows of train_links.data. Latent and text runs alternate prompt by prompt (the order flips every prompt)
+after one untimed warm-up run of each mode. Latent mode decodes only the final answer; text mode decodes every
+agent's message (at most --text-tokens tokens each, default m, as `mlcbuild run` does) and the answer (at most
+--max-tokens in both modes). --long-text N adds a second text baseline whose agents may write N tokens each.
+  speedup          median text end-to-end time / median latent end-to-end time
+  token reduction  1 - (latent generated tokens) / (text generated tokens), summed over the prompts
+  step ratio       latent step / decode step, timed back to back from the same prefilled prompt at the same KV
+                   positions: latent step = inner link + decode_last_hidden; decode step = argmax + embed + decode
+                   (logits). The per-step averages inside the timed runs are printed too.
+Browser side (headless Chromium, WebGPU on SwiftShader): the tiny 3-agent set of tests/mas_system.py, r = 3, in the
+playground (web/index.html ?auto=1&mode=both). The first visit starts from an empty browser profile; the later visits
+reuse that profile, so the artifact cache (web/src/runtime/cache.js) is warm. Load = the playground's own load_ms
+(links, configs, sha256 of every shard, fetch or cache read, model load).
+
+Prints a table; the last stdout line is one JSON object (also appended to --json-file). `--quick`: the tiny set on the
+Python side only (~1 min).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# bench/train_links.py would shadow the train_links package; tests/mas_system.py has the tiny 3-agent set
+sys.path[:] = [str(REPO), str(REPO / "tests")] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+
+TARGETS = {"speedup": 2.4, "token_reduction": 0.756, "step_ratio": 0.75, "load_ratio": 5.0}
+TINY_M = 4
+
+
+def _root() -> Path:
+    from builder.paths import cache_dir
+
+    return cache_dir() / "bench" / "latent_vs_text"
+
+
+def smollm2_system(root: Path, targets=("webgpu", "cpu")):
+    from builder.make import LinksStep, make
+
+    out = Path(make("smollm2-135m", "q4f32_1", root, targets=targets, show_progress=False, links=LinksStep()).out)
+    return [out] * 3, out / "recursivelink.json"
+
+
+def tiny_system(root: Path, rounds: int, targets=("webgpu", "cpu")):
+    """tests/mas_system.py's set: planner tiny-qwen3, critic tiny-llama, solver tiny-qwen3, q0f32, perturbed links."""
+    from mas_system import AGENTS, tiny_links
+
+    from builder.make import make
+    from train_links import format as fmt
+
+    root.mkdir(parents=True, exist_ok=True)
+    agents, links, pattern = tiny_links(m=TINY_M, rounds=rounds)
+    rl = fmt.save(root / "recursivelink.json", agents, pattern, links, m=TINY_M, rounds=rounds)
+    dirs = {a: Path(make(a, "q0f32", root, targets=targets, show_progress=False).out) for a in set(AGENTS)}
+    return [dirs[a] for a in AGENTS], rl
+
+
+def prompts(n: int) -> list[str]:
+    from train_links.data import builtin
+
+    return [r["question"] for r in builtin()[1][:n]]
+
+
+def verdict(value, target, higher=True) -> str:
+    if value is None:
+        return "n/a"
+    return "MEETS" if (value >= target if higher else value <= target) else "MISSES"
+
+
+# -- Python side ----------------------------------------------------------------------------------------------------
+
+def _summary(out: dict) -> dict:
+    m = out["metrics"]
+    per = {s: [x for x in m["stages"] if x["stage"] == s] for s in ("latent", "decode")}
+    lat_ms, dec_ms = (sum(x["ms"] for x in per[s]) for s in ("latent", "decode"))
+    dec_tok = sum(x["tokens"] for x in per["decode"])
+    return {"e2e_s": m["e2e_latency_s"], "generated_tokens": m["generated_tokens"], "prompt_tokens": m["prompt_tokens"],
+            "latent_steps": m["latent_steps"], "answer": out["answer"],
+            "latent_ms_per_step": lat_ms / m["latent_steps"] if m["latent_steps"] else None,
+            "decode_ms_per_token": dec_ms / dec_tok if dec_tok else None}
+
+
+def step_times(mas, question: str, steps: int, reps: int) -> dict:
+    """Latent steps and decode steps from the same prefilled planner prompt (same KV positions), alternating blocks."""
+    import numpy as np
+
+    name = mas.pattern.order()[0]
+    agent = mas.agents[name]
+    eng = agent.engine
+    emb = agent.prompt(question, {})
+    rec = {k: [] for k in ("latent", "decode", "link", "decode_last_hidden", "argmax_embed", "decode_kernel")}
+
+    def block(total: str, parts: list, x) -> None:
+        """`steps` steps; each applies `parts` in turn to the carried state x; records each part's time and the sum."""
+        for _ in range(steps):
+            t = [time.perf_counter()]
+            for _part, f in parts:
+                x = f(x)
+                t.append(time.perf_counter())
+            rec[total].append(t[-1] - t[0])
+            for (part, _f), a, b in zip(parts, t, t[1:], strict=False):
+                rec[part].append(b - a)
+
+    key = f"inner:{name}"
+    for _ in range(reps):
+        eng.reset()
+        block("latent", [("link", lambda h: mas._link(key, h[None])[0]), ("decode_last_hidden", eng.decode_hidden)],
+              eng.hidden(emb)[-1])
+        eng.reset()
+        block("decode", [("argmax_embed", lambda lg: eng.embed([int(np.argmax(lg))])[0]),
+                         ("decode_kernel", eng.decode)], eng.prefill(emb))
+    med = {k: statistics.median(v) * 1000 for k, v in rec.items()}
+    return {"prompt_positions": len(emb), "steps": steps, "reps": reps, "median_ms": med,
+            "ratio": med["latent"] / med["decode"], "kernel_ratio": med["decode_last_hidden"] / med["decode_kernel"]}
+
+
+def python_side(dirs, links_file, qs, rounds, max_new, text_budgets, step_n, step_reps) -> dict:
+    from builder.latent import LatentMAS
+
+    mas = LatentMAS(dirs, links_file)
+    modes = {"latent": None, **{f"text@{t}": t for t in text_budgets}}
+    for mode, tt in modes.items():  # warm-up: first-call costs (thread pool, allocations) are not in the figures
+        mas.run(qs[0], mode.split("@")[0], max_new_tokens=4, text_tokens=tt and min(tt, 4), rounds=1)
+    runs = {mode: [] for mode in modes}
+    for i, q in enumerate(qs):
+        order = list(modes) if i % 2 == 0 else list(reversed(modes))
+        for mode in order:
+            out = mas.run(q, mode.split("@")[0], max_new_tokens=max_new, text_tokens=modes[mode], rounds=rounds)
+            runs[mode].append(_summary(out))
+    res = {"model": str(dirs[0].name), "agents": [d.name for d in dirs], "rounds": rounds, "m": mas.m,
+           "max_new_tokens": max_new, "prompts": qs, "runs": runs, "modes": {}}
+    for mode, rs in runs.items():
+        res["modes"][mode] = {"e2e_s_median": statistics.median(r["e2e_s"] for r in rs),
+                              "generated_tokens": sum(r["generated_tokens"] for r in rs),
+                              "prompt_tokens": sum(r["prompt_tokens"] for r in rs),
+                              "latent_steps": sum(r["latent_steps"] for r in rs)}
+    res["compare"] = {mode: compare(res["modes"]["latent"], res["modes"][mode]) for mode in modes if mode != "latent"}
+    res["steps"] = step_times(mas, qs[0], step_n, step_reps)
+    lat = [r["latent_ms_per_step"] for r in runs["latent"] if r["latent_ms_per_step"]]
+    dec = [r["decode_ms_per_token"] for mode in modes if mode != "latent" for r in runs[mode]
+           if r["decode_ms_per_token"]]
+    res["steps"]["in_run_ms"] = {"latent": statistics.median(lat) if lat else None,
+                                 "decode": statistics.median(dec) if dec else None}
+    return res
+
+
+def compare(lat: dict, txt: dict) -> dict:
+    gen = txt["generated_tokens"]
+    return {"speedup": txt["e2e_s_median"] / lat["e2e_s_median"],
+            "token_reduction": 1 - lat["generated_tokens"] / gen if gen else None}
+
+
+# -- browser side ---------------------------------------------------------------------------------------------------
+
+def browser_side(root: Path, dirs, links_file, question, rounds, max_new, visits, timeout_s=1800) -> dict:
+    from builder.browser import run_page
+    from builder.serve import PlaygroundServer
+
+    query = {"auto": "1", "mode": "both", "r": rounds, "m": TINY_M, "max": max_new, "text_tokens": TINY_M,
+             "q": question, "builds": ",".join(f"/dist/{d.name}/" for d in dirs),
+             "links": f"/dist/{links_file.relative_to(root).as_posix()}"}
+    out = []
+    with tempfile.TemporaryDirectory(prefix="mlcbuild-bench-profile-") as profile, PlaygroundServer(root) as srv:
+        for i in range(visits):  # one server for all visits: the cache keys are absolute URLs (port included)
+            t0 = time.perf_counter()
+            page = run_page(srv.playground_url(urllib.parse.urlencode(query)), timeout_s=timeout_s,
+                            profile=Path(profile))
+            wall = time.perf_counter() - t0
+            if not page["ok"]:
+                tail = "\n".join(page["console"][-10:])
+                raise RuntimeError(f"playground visit {i + 1} failed: {page['error']}\n{tail}")
+            r = page["result"]
+            fetched = sum(v["fetched"] for v in r["verified"].values())
+            cached = sum(v["cached"] for v in r["verified"].values())
+            out.append({"visit": "first" if i == 0 else "cached", "load_ms": r["load_ms"], "page_wall_s": wall,
+                        "shards_fetched": fetched, "shards_cached": cached,
+                        **{mode: {"e2e_s": r[mode]["metrics"]["e2e_latency_s"],
+                                  "generated_tokens": r[mode]["metrics"]["generated_tokens"],
+                                  "prompt_tokens": r[mode]["metrics"]["prompt_tokens"],
+                                  "latent_steps": r[mode]["metrics"]["latent_steps"],
+                                  "decode_tokens_per_s": r[mode]["metrics"]["decode_tokens_per_s"],
+                                  "answer": r[mode]["answer"]} for mode in ("latent", "text")}})
+    text = f"text@{TINY_M}"
+    modes = {name: {"e2e_s_median": statistics.median(v[mode]["e2e_s"] for v in out),
+                    "generated_tokens": sum(v[mode]["generated_tokens"] for v in out),
+                    "prompt_tokens": sum(v[mode]["prompt_tokens"] for v in out),
+                    "latent_steps": sum(v[mode]["latent_steps"] for v in out)}
+             for name, mode in (("latent", "latent"), (text, "text"))}
+    first = out[0]["load_ms"]
+    cached = statistics.median(v["load_ms"] for v in out[1:]) if len(out) > 1 else None
+    return {"agents": [d.name for d in dirs], "rounds": rounds, "m": TINY_M, "text_tokens": TINY_M,
+            "max_new_tokens": max_new, "question": question, "visits": out, "modes": modes,
+            "compare": {text: compare(modes["latent"], modes[text])},
+            "load": {"first_ms": first, "cached_ms": cached, "ratio": first / cached if cached else None}}
+
+
+# -- report ---------------------------------------------------------------------------------------------------------
+
+def rows_for(side: str, res: dict) -> list[tuple]:
+    rows = []
+    for mode, c in res["compare"].items():
+        lat, txt = res["modes"]["latent"], res["modes"][mode]
+        rows.append((side, f"latent vs {mode}: e2e median (s)",
+                     f"{lat['e2e_s_median']:.3f} vs {txt['e2e_s_median']:.3f}",
+                     f"{c['speedup']:.2f}x", f">= {TARGETS['speedup']}x", verdict(c["speedup"], TARGETS["speedup"])))
+        red = c["token_reduction"]
+        rows.append((side, f"latent vs {mode}: generated tokens",
+                     f"{lat['generated_tokens']} vs {txt['generated_tokens']}",
+                     "n/a" if red is None else f"{red:.1%} fewer", f">= {TARGETS['token_reduction']:.1%}",
+                     verdict(red, TARGETS["token_reduction"])))
+    return rows
+
+
+def report(result: dict) -> None:
+    rows = []
+    py = result.get("python")
+    if py:
+        rows += rows_for("python", py)
+        s = py["steps"]
+        med = s["median_ms"]
+        rows.append(("python", "latent step / decode step (ms)", f"{med['latent']:.2f} / {med['decode']:.2f}",
+                     f"{s['ratio']:.2f}", f"<= {TARGETS['step_ratio']}",
+                     verdict(s["ratio"], TARGETS["step_ratio"], higher=False)))
+        rows.append(("python", "  kernels: decode_last_hidden / decode", f"{med['decode_last_hidden']:.2f} / "
+                     f"{med['decode_kernel']:.2f}", f"{s['kernel_ratio']:.2f}", "info", ""))
+        ir = s["in_run_ms"]
+        if ir["latent"] and ir["decode"]:
+            rows.append(("python", "  in the runs: ms per latent step / per token",
+                         f"{ir['latent']:.2f} / {ir['decode']:.2f}",
+                         f"{ir['latent'] / ir['decode']:.2f}", "info", ""))
+    br = result.get("browser")
+    if br:
+        rows += rows_for("browser", br)
+        ld = br["load"]
+        rows.append(("browser", "playground load first / cached (ms)",
+                     f"{ld['first_ms']:.0f} / " + (f"{ld['cached_ms']:.0f}" if ld["cached_ms"] else "-"),
+                     f"{ld['ratio']:.2f}x" if ld["ratio"] else "n/a", f">= {TARGETS['load_ratio']}x",
+                     verdict(ld["ratio"], TARGETS["load_ratio"])))
+    result["table"] = [dict(zip(("side", "measure", "values", "figure", "target", "verdict"), r, strict=True))
+                       for r in rows]
+    w = [max(len(str(r[i])) for r in rows + [("side", "measure", "values", "figure", "target", "verdict")])
+         for i in range(6)]
+    for r in [("side", "measure", "values", "figure", "target", "verdict"), tuple("-" * x for x in w), *rows]:
+        print("  ".join(str(c).ljust(x) for c, x in zip(r, w, strict=True)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny models, Python side only (~1 min)")
+    ap.add_argument("--prompts", type=int, default=None, help="held-out prompts (default 5; --quick 2)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=32, help="final answer budget, both modes")
+    ap.add_argument("--text-tokens", type=int, default=None, help="text mode's per-message budget (default: m)")
+    ap.add_argument("--long-text", type=int, default=None, help="also a text baseline with this budget (default 128; "
+                    "0 = none; --quick: none)")
+    ap.add_argument("--browser-visits", type=int, default=3, help="playground visits (1 cold, the rest cached)")
+    ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--threads", type=int, default=2, help="TVM_NUM_THREADS for the CPU libs")
+    ap.add_argument("--root", type=Path, default=None,
+                    help="where the builds go (default <cache>/bench/latent_vs_text)")
+    ap.add_argument("--json-file", type=Path, default=None, help="also append the JSON result line here")
+    a = ap.parse_args()
+    os.environ["TVM_NUM_THREADS"] = str(a.threads)
+    import torch
+
+    torch.set_num_threads(1)  # the links are tiny; keep torch's pool from competing with TVM's
+    root = a.root or _root()
+    t_start = time.perf_counter()
+    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(["bench/latent_vs_text.py",
+            *sys.argv[1:]]), "quick": a.quick, "threads": a.threads, "cpus": os.cpu_count(),
+            "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+    result = {"meta": meta, "targets": TARGETS}
+    if a.quick:
+        dirs, links = tiny_system(root / "tiny", a.rounds, targets=("cpu",))
+        qs = prompts(a.prompts or 2)
+        budgets = [a.text_tokens or TINY_M] + ([a.long_text] if a.long_text else [])
+        result["python"] = python_side(dirs, links, qs, a.rounds, 8, budgets, 8, 2)
+    else:
+        dirs, links = smollm2_system(root)
+        qs = prompts(a.prompts or 5)
+        from train_links import format as fmt
+
+        m = fmt.load(links).meta["latent_steps"]
+        long = 128 if a.long_text is None else a.long_text
+        budgets = [a.text_tokens or m] + ([long] if long else [])
+        result["python"] = python_side(dirs, links, qs, a.rounds, a.max_tokens, budgets, 16, 3)
+        if not a.no_browser:
+            tdirs, tlinks = tiny_system(root / "tiny", a.rounds)
+            result["browser"] = browser_side(root / "tiny", tdirs, tlinks, qs[0], a.rounds, 8, a.browser_visits)
+    meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    meta["wall_s"] = round(time.perf_counter() - t_start, 1)
+    print(f"# {meta['date']}  threads {a.threads}, {meta['cpus']} cpus, loadavg {meta['loadavg_start']} -> "
+          f"{meta['loadavg_end']}, {meta['wall_s']} s")
+    report(result)
+    line = json.dumps(result, default=str)
+    print(line)  # the last stdout line
+    if a.json_file:
+        with open(a.json_file, "a") as f:
+            f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
