@@ -1,5 +1,6 @@
-"""Smoke run of bench/train_links.py --quick (tiny model only): it must print its table, find the KV-cache and the
-naive outer step to be the same computation, and end with its JSON line. About 10 s on 1 thread."""
+"""Smoke runs of the benchmarks. bench/train_links.py --quick (tiny model only) must print its table, find
+the KV-cache and the naive outer step to be the same computation, and end with its JSON line (about 10 s on
+1 thread); bench/cpu_decode.py --quick times tiny-llama libs against transformers (about 25 s)."""
 
 import json
 import subprocess
@@ -24,3 +25,18 @@ def test_train_links_bench_quick():
     (tiny,) = res["results"]
     assert tiny["phases"]["kv"]["step_s"] > 0 and tiny["phases"]["naive"]["step_s"] > 0
     assert tiny["check"]["grad_rel_diff"] < 1e-2
+
+
+@pytest.mark.slow
+def test_cpu_decode_bench_quick():
+    """bench/cpu_decode.py --quick: tiny-llama CPU libs against transformers, table plus one JSON line."""
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "cpu_decode.py"), "--quick"],
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["model", "lib", "threads"], r.stdout
+    (res,) = json.loads(lines[-1])["results"]
+    assert res["model"] == "tiny-llama" and set(res["times"]) == {"q0f32", "q4f32_1", "torch"}
+    for q in ("q0f32", "q4f32_1"):
+        assert res["times"][q]["decode_s"] > 0 and res["times"][q]["prefill_s"] > 0
+        assert res["ratios"][q]["decode"] > 0
