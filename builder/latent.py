@@ -110,7 +110,7 @@ class LatentMAS:
 
     def _link(self, key: str, x: np.ndarray) -> np.ndarray:
         # A link is a few small matmuls: one torch thread. With torch's default pool its idle workers keep
-        # spinning on the cores TVM's pool needs for the next step (measured: a latent step 32 ms -> 17 ms).
+        # spinning on the cores TVM's pool needs for the next step (measured under load: 32 ms -> 24 ms a step).
         prev = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
