@@ -24,7 +24,6 @@ from tvm.target import Target
 FEW_ROWS = 4  # below this many rows a GEMV per row beats packing weight panels for a GEMM
 PARALLEL_MIN = 1 << 15  # elements below which an elementwise kernel stays on one thread (launch cost)
 GEMV_ROWS = 8  # weight rows a GEMV reads side by side: more memory streams in flight per core
-ACC = 1  # vector accumulators per GEMV row; 1 measured best once GEMV_ROWS rows are interleaved
 ROWS = 6  # GEMM register tile: ROWS input rows x (3 or 4) vectors of output features
 
 
@@ -86,24 +85,23 @@ class LinearRule(ScheduleRule):
             return None  # not a shape these schedules cover: left as lowered
         rows = sch.get(sch.get_loops(mm)[1]).extent
         if isinstance(rows, tirx.IntImm) and int(rows) < FEW_ROWS:
-            return self._gemv(sch, lanes, k_len)
+            return self._gemv(sch, lanes)
         if isinstance(rows, tirx.IntImm):
             return self._gemm(sch, lanes)
         # rows known only at run time (prefill, get_logits): branch between the two schedules
-        few, many = self._gemv(s_tir.Schedule(func), lanes, k_len), self._gemm(s_tir.Schedule(func), lanes)
+        few, many = self._gemv(s_tir.Schedule(func), lanes), self._gemm(s_tir.Schedule(func), lanes)
         return s_tir.Schedule(_branch(rows, few.mod["main"], many.mod["main"]))
 
     @staticmethod
-    def _gemv(sch, lanes, k_len):
+    def _gemv(sch, lanes):
         """Rows of W in groups of GEMV_ROWS read side by side (several memory streams per core), each
         row's dot product in `lanes`-wide partial sums; groups spread over the pool."""
         mm, deq = sch.get_sblock("matmul"), _block(sch, "dequantize")
         consumers = _consumers(sch, mm)
         if deq is not None:
             sch.compute_inline(deq)
-        acc = ACC if k_len % (lanes * ACC) == 0 else 1
         i, t, o, k = sch.get_loops(mm)
-        ko, ki = sch.split(k, [None, lanes * acc])
+        ko, ki = sch.split(k, [None, lanes])  # one accumulator per row: measured best with rows interleaved
         rf = sch.rfactor(ki, factor_axis=3)  # lanes last: contiguous in the accumulator
         i, t, o, r = sch.get_loops(mm)
         rows = GEMV_ROWS if _extent(sch, o) % GEMV_ROWS == 0 else 1
@@ -114,12 +112,7 @@ class LinearRule(ScheduleRule):
         rki, _, _, roi, rko = sch.get_loops(rf)[-5:]  # compute_at: the factored iter first, then block order
         sch.reorder(rko, roi, rki)
         sch.unroll(roi)
-        if acc > 1:
-            ru, rl = sch.split(rki, [None, lanes])
-            sch.unroll(ru)
-            sch.vectorize(rl)
-        else:
-            sch.vectorize(rki)
+        sch.vectorize(rki)
         sch.decompose_reduction(rf, rko)
         for c in consumers:
             sch.reverse_compute_at(c, oo)
