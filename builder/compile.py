@@ -78,7 +78,10 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
         heads = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, model_dtype(quant))
         ex = tvm.compile(mod, tgt, relax_pipeline=cpu_pipeline(tgt, heads))
     else:
-        ex = tvm.compile(mod, tgt)
+        from .gpu_attention import swap_merge_state
+        from .models.params import model_dtype
+
+        ex = tvm.compile(swap_merge_state(cfg.num_attention_heads, model_dtype(quant))(mod), tgt)
     t2 = time.perf_counter()
     if target == "webgpu":
         export_wasm(ex, out, opt_level=opt_level, show_progress=show_progress)

@@ -1,7 +1,8 @@
 """Run a built model library (the CPU .so) through TVM's relax VM: the Python side of the ABI.
 
-One Engine holds one model and one sequence in TVM's paged KV cache. Every call is a forward over new
-positions; the cache grows until `reset()`. Used for parity tests, f16 checks, greedy answers, and by
+One Engine holds one model's weights and any number of sequences, each in its own TVM paged KV cache
+(`Engine.sequence()`; the Engine's own methods use its main sequence). Every call is a forward over new
+positions; the cache grows until `reset()` or `truncate(n)`. Used for parity tests, f16 checks, greedy answers, and by
 the latent loop.
 """
 
@@ -56,56 +57,48 @@ class Engine:
         self.max_seq_len = min(max_seq_len, self.meta["context_window_size"])
         self.chunk = self.meta["prefill_chunk_size"]
         g = tvm.get_global_func
-        self._add_seq, self._begin, self._end = (g("vm.builtin.kv_state_add_sequence"),
-                                                 g("vm.builtin.kv_state_begin_forward"),
-                                                 g("vm.builtin.kv_state_end_forward"))
-        self.kv = None
-        self.reset()
+        self._add_seq, self._begin, self._end, self._popn = (
+            g("vm.builtin.kv_state_add_sequence"), g("vm.builtin.kv_state_begin_forward"),
+            g("vm.builtin.kv_state_end_forward"), g("vm.builtin.kv_state_popn"))
+        self._main = None
 
-    # -- sequence state -------------------------------------------------------------------------------
+    @property
+    def main(self) -> "Sequence":
+        """The sequence the Engine's own methods use, made on first use (MAS agents use their own)."""
+        if self._main is None:
+            self._main = self.sequence()
+        return self._main
+
+    def sequence(self, max_seq_len: int | None = None) -> "Sequence":
+        """A new, empty sequence with its own KV cache on this model's weights (one per agent in the MAS)."""
+        return Sequence(self, min(max_seq_len or self.max_seq_len, self.max_seq_len))
+
+    # -- the ABI on the main sequence ----------------------------------------------------------------
+    @property
+    def length(self) -> int:
+        return self.main.length
+
     def reset(self) -> None:
-        """Forget every position: a fresh KV cache with one empty sequence."""
-        s = self._shape
-        self.kv = self.vm["create_tir_paged_kv_cache"](s(1), s(self.max_seq_len), s(self.chunk), s(PAGE_SIZE), s(0))
-        self._add_seq(self.kv, 0)
-        self.length = 0
+        self.main.reset()
 
-    def _forward(self, fn: str, embeds: np.ndarray) -> np.ndarray:
-        n = embeds.shape[0]
-        if self.length + n > self.max_seq_len:
-            raise MlcbuildError(f"sequence of {self.length + n} positions exceeds the KV cache ({self.max_seq_len})",
-                                "shorten the prompt or raise max_seq_len")
-        self._begin(self.kv, self._shape(0), self._shape(n))
-        out, self.kv = self.vm[fn](self._tensor(embeds[None].astype(self.dtype)), self.kv, self.params)
-        self._end(self.kv)
-        self.length += n
-        return out.numpy()[0]
+    def hidden(self, embeds: np.ndarray) -> np.ndarray:
+        return self.main.hidden(embeds)
 
-    # -- the ABI, one sequence --------------------------------------------------------------------------
+    def prefill(self, embeds: np.ndarray) -> np.ndarray:
+        return self.main.prefill(embeds)
+
+    def decode(self, embed: np.ndarray) -> np.ndarray:
+        return self.main.decode(embed)
+
+    def decode_hidden(self, embed: np.ndarray) -> np.ndarray:
+        return self.main.decode_hidden(embed)
+
     def embed(self, ids) -> np.ndarray:
         ids = np.asarray(ids, dtype="int32").reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):  # out-of-range ids crash `take`
             raise MlcbuildError(f"token id {int(ids.max())} outside the vocabulary ({self.vocab_size})",
                                 "use this model's tokenizer")
         return self.vm["embed"](self._tensor(ids), self.params).numpy()
-
-    def hidden(self, embeds: np.ndarray) -> np.ndarray:
-        """get_last_hidden over new positions (chunked): [n, H] float32."""
-        parts = [self._forward("get_last_hidden", embeds[i:i + self.chunk]) for i in range(0, len(embeds), self.chunk)]
-        return np.concatenate(parts, 0)
-
-    def prefill(self, embeds: np.ndarray) -> np.ndarray:
-        """Logits of the last new position: [V] float32."""
-        for i in range(0, len(embeds) - self.chunk, self.chunk):
-            self._forward("get_last_hidden", embeds[i:i + self.chunk])
-        tail = embeds[(max(len(embeds) - 1, 0) // self.chunk) * self.chunk:]
-        return self._forward("prefill", tail)[0]
-
-    def decode(self, embed: np.ndarray) -> np.ndarray:
-        return self._forward("decode", embed.reshape(1, -1))[0]
-
-    def decode_hidden(self, embed: np.ndarray) -> np.ndarray:
-        return self._forward("decode_last_hidden", embed.reshape(1, -1))[0]
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
         h = np.asarray(hidden, dtype="float32").reshape(1, -1, self.hidden_size)
@@ -146,3 +139,57 @@ class Engine:
             out.append(nxt)
             logits = self.decode(self.embed([nxt])[0])
         return out
+
+
+class Sequence:
+    """One sequence in its own paged KV cache: every call is a forward over new positions, and the cache grows
+    until `reset()` or `truncate(n)` (which keeps the first n positions, e.g. a prompt prefix shared by rounds)."""
+
+    def __init__(self, engine: Engine, max_seq_len: int):
+        self.engine, self.max_seq_len = engine, max_seq_len
+        self.kv, self.length = None, 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every position: a fresh KV cache with one empty sequence."""
+        e, s = self.engine, self.engine._shape
+        self.kv = e.vm["create_tir_paged_kv_cache"](s(1), s(self.max_seq_len), s(e.chunk), s(PAGE_SIZE), s(0))
+        e._add_seq(self.kv, 0)
+        self.length = 0
+
+    def truncate(self, n: int) -> None:
+        """Keep the first n positions (their KV entries stay valid: causal attention never looked ahead)."""
+        if not 0 <= n <= self.length:
+            raise ValueError(f"cannot truncate a sequence of {self.length} positions to {n}")
+        if n < self.length:
+            self.engine._popn(self.kv, 0, self.length - n)
+            self.length = n
+
+    def _forward(self, fn: str, embeds: np.ndarray) -> np.ndarray:
+        e, n = self.engine, embeds.shape[0]
+        if self.length + n > self.max_seq_len:
+            raise MlcbuildError(f"sequence of {self.length + n} positions exceeds the KV cache ({self.max_seq_len})",
+                                "shorten the prompt or raise max_seq_len")
+        e._begin(self.kv, e._shape(0), e._shape(n))
+        out, self.kv = e.vm[fn](e._tensor(embeds[None].astype(e.dtype)), self.kv, e.params)
+        e._end(self.kv)
+        self.length += n
+        return out.numpy()[0]
+
+    def hidden(self, embeds: np.ndarray) -> np.ndarray:
+        """get_last_hidden over new positions (chunked): [n, H] float32."""
+        c = self.engine.chunk
+        return np.concatenate([self._forward("get_last_hidden", embeds[i:i + c]) for i in range(0, len(embeds), c)], 0)
+
+    def prefill(self, embeds: np.ndarray) -> np.ndarray:
+        """Logits of the last new position: [V] float32."""
+        c = self.engine.chunk
+        for i in range(0, len(embeds) - c, c):
+            self._forward("get_last_hidden", embeds[i:i + c])
+        return self._forward("prefill", embeds[(max(len(embeds) - 1, 0) // c) * c:])[0]
+
+    def decode(self, embed: np.ndarray) -> np.ndarray:
+        return self._forward("decode", embed.reshape(1, -1))[0]
+
+    def decode_hidden(self, embed: np.ndarray) -> np.ndarray:
+        return self._forward("decode_last_hidden", embed.reshape(1, -1))[0]

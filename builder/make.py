@@ -46,7 +46,7 @@ def compiler_digest(target: str) -> str:
     CPU they are tuned for. A change to either invalidates the compile step."""
     here = Path(__file__).resolve().parent
     files = sorted((here / "models").glob("*.py")) + [here / n for n in (
-        "compile.py", "wasm.py", "cpu_schedule.py", "cpu_attention.py")]
+        "compile.py", "wasm.py", "cpu_schedule.py", "cpu_attention.py", "gpu_attention.py")]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())

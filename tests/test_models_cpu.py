@@ -65,6 +65,15 @@ def test_q0f32_matches_transformers(built, preset):
     eng.reset()
     assert np.abs(eng.prefill(eng.embed(ids)) - ref_logits[-1]).max() <= 1e-4
     assert eng.generate(ids, 32, stop=False) == greedy_reference(hf, ids, 32)
+    # a second sequence: prefill, 2 stray steps, truncate to n - 4, prefill the last 4 again (cached prefix reused)
+    seq = eng.sequence(64)
+    emb = eng.embed(ids)
+    seq.hidden(emb)
+    for _ in range(2):
+        seq.decode_hidden(emb[0])
+    seq.truncate(len(ids) - 4)
+    assert seq.length == len(ids) - 4
+    assert cosine_rows(seq.hidden(emb[-4:]), ref_h[-4:]).min() >= 0.99999
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ def run_in_browser(out, ids, greedy, artifacts, timeout_s=600, checks=True):
     assert res["ok"], f"{res['error']}\n" + "\n".join(res["console"][-20:])
     r = res["result"]
     h = r["hiddenSize"]
-    for k in ("hidden", "stepHidden", "latent"):
+    for k in ("hidden", "stepHidden", "latent", "truncHidden"):
         if k in r:
             r[k] = np.array(r[k], dtype=np.float32).reshape(-1, h)
     return r
@@ -54,6 +54,8 @@ def test_q0f32_webgpu_matches_transformers(dist, preset, artifacts):
     assert cosine_rows(r["stepHidden"], r["hidden"][-1:]).min() >= 0.9999
     assert np.abs(np.array(r["decodeLogits"]) - np.array(r["lastLogits"])).max() <= 1e-3
     assert np.isfinite(r["latent"]).all()
+    # a sequence truncated back to n - 4 positions and prefilled again == the full prefill's last 4 rows
+    assert r["truncLength"] == len(ids) and cosine_rows(r["truncHidden"], r["hidden"][-4:]).min() >= 0.9999
     cpu = Engine(out)
     assert r["greedy"] == cpu.generate(ids, 6, stop=False)
     print(f"{preset} q0f32 webgpu timings: {r['times']}")

@@ -1,8 +1,10 @@
 // One model built by `mlcbuild make`, running on WebGPU through @mlc-ai/web-runtime (tvmjs).
 // The JS side of the model ABI (builder/models/abi.py): embed, prefill, decode, get_last_hidden,
-// decode_last_hidden, get_logits, on one sequence in TVM's paged KV cache. Host arrays in, host
-// Float32Arrays out; GPU temporaries are freed per call through tvmjs scopes.
-import { fetchJSON, fetchVerified } from "./fetching.js";
+// decode_last_hidden, get_logits. A Model holds the weights once; each Sequence (model.sequence()) has its own
+// TVM paged KV cache, and the Model's own methods run on its main sequence. Host arrays in, host Float32Arrays
+// out; GPU temporaries are freed per call through tvmjs scopes.
+import { fetchJSON } from "./fetching.js";
+import { cachedFetchVerified } from "./cache.js";
 import { DeviceLimitError, MlcbuildError, ShaderF16UnsupportedError, WebGPUUnavailableError } from "./errors.js";
 
 const PAGE_SIZE = 16;
@@ -32,6 +34,9 @@ export function detectGPU() {
 
 export class Model {
   static async load(baseUrl, { onProgress = () => {}, maxSeqLen = 2048, log = () => {} } = {}) {
+    const times = {}; // ms per load stage, for the benchmarks and the playground's status line
+    let t = performance.now();
+    const lap = (k) => { const n = performance.now(); times[k] = n - t; t = n; };
     const base = new URL(baseUrl, location.href);
     const manifest = await fetchJSON(new URL("manifest.json", base));
     const chatConfig = await fetchJSON(new URL("mlc-chat-config.json", base));
@@ -43,10 +48,13 @@ export class Model {
       throw new ShaderF16UnsupportedError(`${manifest.name} ${chatConfig.quantization} needs shader-f16, which this ` +
         "GPU does not offer", `use the f32 build: ${chatConfig.quantization.replace("f16", "f32")}`);
     }
+    lap("config_ms");
     onProgress({ stage: "wasm", fraction: 0 });
-    const wasm = await fetchVerified(base, manifest, libName);
+    const wasm = await cachedFetchVerified(base, manifest, libName);  // Cache API, sha256-checked every load
+    lap("wasm_fetch_ms");
     const tvmjs = tvmjsGlobal();
     const tvm = await tvmjs.instantiate(wasm, tvmjs.createPolyfillWASI(), log);
+    lap("wasm_instantiate_ms");
     tvm.initWebGPU(gpu.device);
     tvm.registerInitProgressCallback((r) => onProgress({ stage: "weights", fraction: r.progress, text: r.text }));
     const largest = Math.max(...Object.entries(manifest.files).filter(([n]) => n.startsWith("params_shard_"))
@@ -56,8 +64,11 @@ export class Model {
         `(${gpu.device.limits.maxStorageBufferBindingSize})`, "use a smaller model or quantization");
     }
     await tvm.fetchTensorCache(base.href, tvm.webgpu(), { cacheScope: `mlcbuild/${manifest.name}-${manifest.quantization}` });
+    lap("weights_ms");
     const model = new Model(tvm, manifest, chatConfig, maxSeqLen);
     await model.init();
+    lap("pipelines_ms");
+    model.loadTimes = times;
     onProgress({ stage: "ready", fraction: 1 });
     return model;
   }
@@ -84,28 +95,28 @@ export class Model {
     this.addSequence = g("vm.builtin.kv_state_add_sequence");
     this.beginForward = g("vm.builtin.kv_state_begin_forward");
     this.endForward = g("vm.builtin.kv_state_end_forward");
+    this.popN = g("vm.builtin.kv_state_popn");
     tvm.endScope();
     this.dtype = this.meta.dtype;
     this.hiddenSize = this.meta.hidden_size;
     this.vocabSize = this.meta.vocab_size;
     this.maxSeqLen = Math.min(this.maxSeqLen, this.meta.context_window_size);
     this.chunk = this.meta.prefill_chunk_size;
-    this.kv = null;
-    this.reset();
+    this.mainSeq = null;
   }
 
-  // Forget every position: a fresh KV cache holding one empty sequence.
-  reset() {
-    const tvm = this.tvm;
-    if (this.kv) this.kv.dispose();
-    tvm.beginScope();
-    const s = (x) => tvm.makeShapeTuple([x]);
-    this.kv = tvm.detachFromCurrentScope(
-      this.fns.create_tir_paged_kv_cache(s(1), s(this.maxSeqLen), s(this.chunk), s(PAGE_SIZE), s(0)));
-    this.addSequence(this.kv, new (tvmjsGlobal().Scalar)(0, "int64"));  // a bare JS number arrives as float
-    tvm.endScope();
-    this.length = 0;
-  }
+  // The sequence the Model's own methods use, made on first use (a KV cache costs memory; MAS agents use their own).
+  get main() { return (this.mainSeq ??= this.sequence()); }
+
+  // A new, empty sequence with its own KV cache on these weights (one per agent in the MAS).
+  sequence(maxSeqLen = this.maxSeqLen) { return new Sequence(this, Math.min(maxSeqLen, this.maxSeqLen)); }
+
+  get length() { return this.main.length; }
+  reset() { this.main.reset(); }
+  async hidden(embeds) { return this.main.hidden(embeds); }
+  async decodeHidden(embed) { return this.main.decodeHidden(embed); }
+  async decode(embed) { return this.main.decode(embed); }
+  async prefill(embeds) { return this.main.prefill(embeds); }
 
   async toHost(t) {
     const host = this.tvm.empty(t.shape, "float32", this.tvm.cpu());
@@ -136,49 +147,6 @@ export class Model {
     }
   }
 
-  // Run `fn` over n new positions given as host embeddings [n * H]; returns the host output.
-  async forward(fn, embeds, n) {
-    if (this.length + n > this.maxSeqLen) {
-      throw new MlcbuildError(`sequence of ${this.length + n} positions exceeds the KV cache (${this.maxSeqLen})`);
-    }
-    const tvm = this.tvm;
-    tvm.beginScope();
-    try {
-      const x = this.upload(embeds, [1, n, this.hiddenSize]);
-      this.beginForward(this.kv, tvm.makeShapeTuple([0]), tvm.makeShapeTuple([n]));
-      const ret = this.fns[fn](x, this.kv, this.params);
-      this.endForward(this.kv);
-      this.length += n;
-      return await this.toHost(ret.get(0));
-    } finally {
-      tvm.endScope();
-    }
-  }
-
-  async chunked(fn, embeds) {
-    const H = this.hiddenSize;
-    const n = embeds.length / H;
-    const parts = [];
-    for (let i = 0; i < n; i += this.chunk) {
-      const m = Math.min(this.chunk, n - i);
-      parts.push(await this.forward(fn, embeds.subarray(i * H, (i + m) * H), m));
-    }
-    return parts;
-  }
-
-  async hidden(embeds) { return concat(await this.chunked("get_last_hidden", embeds)); }
-  async decodeHidden(embed) { return this.forward("decode_last_hidden", embed, 1); }
-  async decode(embed) { return this.forward("decode", embed, 1); }
-
-  // Logits [V] of the last of the new positions.
-  async prefill(embeds) {
-    const H = this.hiddenSize;
-    const n = embeds.length / H;
-    const tailStart = Math.floor(Math.max(n - 1, 0) / this.chunk) * this.chunk;
-    if (tailStart > 0) await this.chunked("get_last_hidden", embeds.subarray(0, tailStart * H));
-    return this.forward("prefill", embeds.subarray(tailStart * H), n - tailStart);
-  }
-
   async logits(hidden) {
     const n = hidden.length / this.hiddenSize;
     this.tvm.beginScope();
@@ -190,6 +158,85 @@ export class Model {
     }
   }
 }
+
+// One sequence in its own paged KV cache: every call is a forward over new positions; the cache grows until
+// reset() or truncate(n), which keeps the first n positions (a prompt prefix shared by rounds).
+export class Sequence {
+  constructor(model, maxSeqLen) {
+    Object.assign(this, { model, maxSeqLen, kv: null, length: 0 });
+    this.reset();
+  }
+
+  reset() {
+    const { tvm, fns, chunk } = this.model;
+    if (this.kv) this.kv.dispose();
+    tvm.beginScope();
+    const s = (x) => tvm.makeShapeTuple([x]);
+    this.kv = tvm.detachFromCurrentScope(fns.create_tir_paged_kv_cache(s(1), s(this.maxSeqLen), s(chunk),
+      s(PAGE_SIZE), s(0)));
+    this.model.addSequence(this.kv, seqId());
+    tvm.endScope();
+    this.length = 0;
+  }
+
+  // Keep the first n positions: their KV entries stay valid, causal attention never looked ahead.
+  truncate(n) {
+    if (!(n >= 0 && n <= this.length)) throw new Error(`cannot truncate a sequence of ${this.length} positions to ${n}`);
+    if (n === this.length) return;
+    const tvm = this.model.tvm;
+    tvm.beginScope();
+    this.model.popN(this.kv, seqId(), new (tvmjsGlobal().Scalar)(this.length - n, "int64"));
+    tvm.endScope();
+    this.length = n;
+  }
+
+  // Run `fn` over n new positions given as host embeddings [n * H]; returns the host output.
+  async forward(fn, embeds, n) {
+    if (this.length + n > this.maxSeqLen) {
+      throw new MlcbuildError(`sequence of ${this.length + n} positions exceeds the KV cache (${this.maxSeqLen})`);
+    }
+    const model = this.model;
+    const tvm = model.tvm;
+    tvm.beginScope();
+    try {
+      const x = model.upload(embeds, [1, n, model.hiddenSize]);
+      model.beginForward(this.kv, tvm.makeShapeTuple([0]), tvm.makeShapeTuple([n]));
+      const ret = model.fns[fn](x, this.kv, model.params);
+      model.endForward(this.kv);
+      this.length += n;
+      return await model.toHost(ret.get(0));
+    } finally {
+      tvm.endScope();
+    }
+  }
+
+  async chunked(fn, embeds) {
+    const { hiddenSize: H, chunk } = this.model;
+    const n = embeds.length / H;
+    const parts = [];
+    for (let i = 0; i < n; i += chunk) {
+      const m = Math.min(chunk, n - i);
+      parts.push(await this.forward(fn, embeds.subarray(i * H, (i + m) * H), m));
+    }
+    return parts;
+  }
+
+  async hidden(embeds) { return concat(await this.chunked("get_last_hidden", embeds)); }
+  async decodeHidden(embed) { return this.forward("decode_last_hidden", embed, 1); }
+  async decode(embed) { return this.forward("decode", embed, 1); }
+
+  // Logits [V] of the last of the new positions.
+  async prefill(embeds) {
+    const { hiddenSize: H, chunk } = this.model;
+    const n = embeds.length / H;
+    const tailStart = Math.floor(Math.max(n - 1, 0) / chunk) * chunk;
+    if (tailStart > 0) await this.chunked("get_last_hidden", embeds.subarray(0, tailStart * H));
+    return this.forward("prefill", embeds.subarray(tailStart * H), n - tailStart);
+  }
+}
+
+// A bare JS number reaches a packed function as a float; sequence ids are int64.
+const seqId = () => new (tvmjsGlobal().Scalar)(0, "int64");
 
 export function concat(parts) {
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
