@@ -252,27 +252,44 @@ def ask(build_dir, question, max_tokens, as_json):
 @click.option("--mode", default="both", show_default=True, type=click.Choice(["latent", "text", "both"]))
 @click.option("--rounds", type=click.IntRange(1, 64), default=None, help="Default: the links' r.")
 @click.option("--latent-steps", type=click.IntRange(1, 4096), default=None, help="Default: the links' m.")
-@click.option("--max-tokens", default=32, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--max-tokens", default=32, show_default=True, type=click.IntRange(1, 4096),
+              help="The final answer's budget (both modes).")
+@click.option("--text-tokens", default=256, show_default=True, type=click.IntRange(1, 4096),
+              help="Text mode: each agent writes until its turn ends, at most this many tokens.")
+@click.option("--browser", is_flag=True, help="Run the playground's JS loop on the WebGPU libraries in headless "
+              "Chromium instead of the Python loop on the CPU libraries.")
 @click.option("--json", "as_json", is_flag=True)
-def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, as_json):
-    """Run the RecursiveMAS loop on the agents' CPU libraries: latent hand-offs, text hand-offs, or both."""
+def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, text_tokens, browser, as_json):
+    """Run the RecursiveMAS loop: latent hand-offs, text hand-offs, or both, and compare them."""
     from pathlib import Path
 
-    from .latent import LatentMAS
-
-    mas = LatentMAS([Path(a.strip()) for a in agents.split(",") if a.strip()], Path(links_file))
+    dirs = [Path(a.strip()) for a in agents.split(",") if a.strip()]
     modes = ["latent", "text"] if mode == "both" else [mode]
-    res = {md: mas.run(question, md, max_new_tokens=max_tokens, rounds=rounds, m=latent_steps) for md in modes}
+    if browser:
+        from .latent_browser import run_browser
+
+        if not as_json:
+            click.echo("running in headless Chromium on WebGPU (SwiftShader here: minutes, not seconds)...", err=True)
+        out = run_browser(dirs, Path(links_file), question, modes, rounds, latent_steps, max_tokens, text_tokens)
+        res = {md: out[md] for md in modes}
+    else:
+        from .latent import LatentMAS
+
+        mas = LatentMAS(dirs, Path(links_file))
+        res = {md: mas.run(question, md, max_new_tokens=max_tokens, text_tokens=text_tokens, rounds=rounds,
+                           m=latent_steps) for md in modes}
     if as_json:
         emit_json({md: {k: v for k, v in r.items() if k != "handoffs"} for md, r in res.items()})
         return
+    where = "browser, WebGPU libs" if browser else "Python, CPU libs"
     for md, r in res.items():
         click.echo(f"[{md}] {r['answer']}")
-    click.echo(f"\n{'mode':<7} {'prompt tok':>10} {'generated':>10} {'latent steps':>13} {'e2e s':>8}")
+    click.echo(f"\n{where}\n{'mode':<7} {'prompt tok':>10} {'reused tok':>10} {'generated':>10} {'latent steps':>13} "
+               f"{'e2e s':>8}")
     for md, r in res.items():
         m = r["metrics"]
-        click.echo(f"{md:<7} {m['prompt_tokens']:>10} {m['generated_tokens']:>10} {m['latent_steps']:>13} "
-                   f"{m['e2e_latency_s']:>8.2f}")
+        click.echo(f"{md:<7} {m['prompt_tokens']:>10} {m['reused_tokens']:>10} {m['generated_tokens']:>10} "
+                   f"{m['latent_steps']:>13} {m['e2e_latency_s']:>8.2f}")
     if len(res) == 2:
         lat, txt = res["latent"]["metrics"], res["text"]["metrics"]
         fewer = 1 - lat["generated_tokens"] / txt["generated_tokens"] if txt["generated_tokens"] else 0.0

@@ -17,10 +17,13 @@ import torch
 from .engine import Engine
 from .errors import MlcbuildError
 
+TEXT_TOKENS = 256  # the text baseline's cap per message: agents write until their turn ends, as a text MAS does
+
 
 @dataclass
 class Metrics:
     prompt_tokens: int = 0  # positions prefilled (text tokens and spliced latent rows)
+    reused_tokens: int = 0  # prompt positions whose KV entries were kept from the agent's previous round
     generated_tokens: int = 0  # decoded text tokens (sampling, detokenization)
     latent_steps: int = 0  # decode_last_hidden steps
     stages: list = field(default_factory=list)  # per agent per round: {agent, round, stage, ms, ...}
@@ -29,7 +32,8 @@ class Metrics:
     def as_dict(self) -> dict:
         prefill_ms = sum(s["ms"] for s in self.stages if s["stage"] == "prefill")
         decode_ms = sum(s["ms"] for s in self.stages if s["stage"] == "decode")
-        return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
+        return {"prompt_tokens": self.prompt_tokens, "reused_tokens": self.reused_tokens,
+                "generated_tokens": self.generated_tokens,
                 "latent_steps": self.latent_steps, "e2e_latency_s": self.e2e_ms / 1000,
                 "prefill_tokens_per_s": self.prompt_tokens / (prefill_ms / 1000) if prefill_ms else None,
                 "decode_tokens_per_s": self.generated_tokens / (decode_ms / 1000) if decode_ms else None,
@@ -47,14 +51,19 @@ class Agent:
         self.pieces, self.turn_end = split_prompt(self.tokenizer, role, name)
         end = self.tokenizer(self.turn_end, add_special_tokens=False)["input_ids"][:1] if self.turn_end else []
         self.stop = set(end) | engine.stop_ids()
+        self.seq = engine.sequence()  # this agent's own KV cache, kept across rounds
+        self.cached_question = None  # the question whose prompt prefix `seq` holds
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def prompt(self, question: str, slots: dict) -> np.ndarray:
-        """[L, d] float32 prompt embeddings with latent blocks (or re-tokenized text) at their slots."""
-        parts = []
+    def prompt(self, question: str, slots: dict) -> tuple[np.ndarray, int]:
+        """([L, d] float32 prompt embeddings with latent blocks (or re-tokenized text) at their slots, the number
+        of leading rows before the first slot: the prefix that is the same in every round of one question)."""
+        parts, prefix = [], None
         for kind, val in self.pieces:
+            if kind == "slot" and prefix is None:
+                prefix = sum(len(x) for x in parts)
             if kind == "text":
                 ids = val.tolist()
             elif kind == "field":
@@ -69,11 +78,23 @@ class Agent:
                 ids = self.encode(v)
             if ids:
                 parts.append(self.engine.embed(ids).astype(np.float32))
-        return np.concatenate(parts, 0)
+        emb = np.concatenate(parts, 0)
+        return emb, min(len(emb) if prefix is None else prefix, len(emb) - 1)
+
+    def start(self, question: str, emb: np.ndarray, prefix: int, reuse: bool) -> np.ndarray:
+        """Point the sequence at the end of this prompt's shared prefix; returns the rows still to prefill.
+        The prefix's KV entries from an earlier round are valid: causal attention never saw what followed."""
+        if reuse and self.cached_question == question and self.seq.length >= prefix:
+            self.seq.truncate(prefix)
+            return emb[prefix:]
+        self.seq.reset()
+        self.cached_question = question
+        return emb
 
 
 class LatentMAS:
-    def __init__(self, build_dirs: list[Path], links_file: Path, max_seq_len: int = 1024):
+    def __init__(self, build_dirs: list[Path], links_file: Path, max_seq_len: int = 1024, reuse_kv: bool = True):
+        self.reuse_kv = reuse_kv
         from train_links import format as fmt
         from train_links.links import make_link
 
@@ -123,21 +144,26 @@ class LatentMAS:
         mt.stages.append({"agent": agent, "round": rnd, "stage": stage,
                           "ms": (time.perf_counter() - t0) * 1000, **extra})
 
-    def _prefill(self, agent: Agent, emb: np.ndarray, mt: Metrics, rnd: int) -> np.ndarray:
+    def _feed(self, agent: Agent, question: str, emb: np.ndarray, prefix: int, mt: Metrics) -> np.ndarray:
+        new = agent.start(question, emb, prefix, self.reuse_kv)
+        mt.prompt_tokens += len(new)
+        mt.reused_tokens += len(emb) - len(new)
+        return new
+
+    def _prefill(self, agent: Agent, question: str, emb, prefix: int, mt: Metrics, rnd: int) -> np.ndarray:
         t0 = time.perf_counter()
-        agent.engine.reset()
-        h = agent.engine.hidden(emb)
-        mt.prompt_tokens += len(emb)
-        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(emb))
+        new = self._feed(agent, question, emb, prefix, mt)
+        h = agent.seq.hidden(new)
+        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(new), reused=len(emb) - len(new))
         return h[-1]
 
-    def _decode_text(self, agent: Agent, emb: np.ndarray, max_new: int, mt: Metrics, rnd: int) -> str:
-        eng = agent.engine
+    def _decode_text(self, agent: Agent, question: str, emb, prefix: int, max_new: int, mt: Metrics,
+                     rnd: int) -> str:
+        seq = agent.seq
         t0 = time.perf_counter()
-        eng.reset()
-        logits = eng.prefill(emb.astype(np.float32))
-        mt.prompt_tokens += len(emb)
-        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(emb))
+        new = self._feed(agent, question, emb, prefix, mt)
+        logits = seq.prefill(new)
+        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(new), reused=len(emb) - len(new))
         t0 = time.perf_counter()
         ids = []
         for _ in range(max_new):
@@ -145,7 +171,7 @@ class LatentMAS:
             if nxt in agent.stop:
                 break
             ids.append(nxt)
-            logits = eng.decode(eng.embed([nxt])[0])
+            logits = seq.decode(agent.engine.embed([nxt])[0])
         mt.generated_tokens += len(ids)
         text = agent.tokenizer.decode(ids, skip_special_tokens=True)
         self._stage(mt, agent.name, rnd, "decode", t0, tokens=len(ids))
@@ -153,9 +179,12 @@ class LatentMAS:
 
     def run(self, question: str, mode: str = "latent", max_new_tokens: int = 32, text_tokens: int | None = None,
             rounds: int | None = None, m: int | None = None) -> dict:
-        """mode "latent": latent hand-offs; "text": each agent writes up to `text_tokens` (default m) tokens."""
+        """mode "latent": latent hand-offs; "text": each agent writes its message until its turn ends, at most
+        `text_tokens` tokens (default TEXT_TOKENS, a full message; pass m for an equal-budget comparison)."""
         rounds, m = rounds or self.rounds, m or self.m
         mt, p = Metrics(), self.pattern
+        for agent in self.agents.values():
+            agent.cached_question = None  # every run starts cold, so latent and text runs compare fairly
         handoffs = []
         t_start = time.perf_counter()
         prev: dict = {}
@@ -175,22 +204,22 @@ class LatentMAS:
                     old = slots.get(e.slot)
                     slots[e.slot] = val if old is None else (old + "\n" + val if isinstance(val, str)
                                                               else np.concatenate([old, val], 0))
-                emb = agent.prompt(question, slots)
+                emb, prefix = agent.prompt(question, slots)
                 if r == rounds - 1 and name == p.final:
-                    answer = self._decode_text(agent, emb, max_new_tokens, mt, r)
+                    answer = self._decode_text(agent, question, emb, prefix, max_new_tokens, mt, r)
                     break
                 if mode == "latent":
-                    h = self._prefill(agent, emb, mt, r)
+                    h = self._prefill(agent, question, emb, prefix, mt, r)
                     t0 = time.perf_counter()
                     block = []
                     for _ in range(m):
-                        h = agent.engine.decode_hidden(self._link(f"inner:{name}", h[None])[0])
+                        h = agent.seq.decode_hidden(self._link(f"inner:{name}", h[None])[0])
                         block.append(h)
                     mt.latent_steps += m
                     self._stage(mt, name, r, "latent", t0, steps=m)
                     cur[name] = np.stack(block)
                 else:
-                    cur[name] = self._decode_text(agent, emb, text_tokens or m, mt, r)
+                    cur[name] = self._decode_text(agent, question, emb, prefix, text_tokens or TEXT_TOKENS, mt, r)
             prev = cur
         mt.e2e_ms = (time.perf_counter() - t_start) * 1000
         return {"mode": mode, "answer": answer, "metrics": mt.as_dict(), "handoffs": handoffs}

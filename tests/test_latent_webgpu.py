@@ -112,6 +112,7 @@ def test_browser_latent_loop_matches_python_and_pytorch(page, python_mas, system
     m = got["metrics"]
     assert m["latent_steps"] == M * (3 * ROUNDS - 1) == ref["metrics"]["latent_steps"]
     assert m["prompt_tokens"] == ref["metrics"]["prompt_tokens"] > 0
+    assert m["reused_tokens"] == ref["metrics"]["reused_tokens"] > 0  # KV prefixes kept across rounds, both sides
     assert m["generated_tokens"] == ref["metrics"]["generated_tokens"] == len(got["answer_ids"]) <= MAX_NEW
     assert m["completion_tokens"] == m["generated_tokens"] and m["e2e_latency_s"] > 0
     assert m["prefill_tokens_per_s"] > 0 and m["decode_tokens_per_s"] > 0
@@ -124,12 +125,31 @@ def test_browser_latent_loop_matches_python_and_pytorch(page, python_mas, system
 
 @pytest.mark.browser
 @pytest.mark.slow
+def test_run_command_in_the_browser_prints_what_python_prints(system, python_mas, cli):
+    """`mlcbuild run --browser`: the JS loop on the WebGPU libs, through the CLI; same work and answers as Python."""
+    agents = ",".join(str(d) for d in system["dirs"])
+    args = ["run", "--agents", agents, "--links", str(system["links_file"]), "-q", QUESTION, "--rounds", "2",
+            "--latent-steps", "2", "--max-tokens", "3", "--text-tokens", "2"]
+    p = cli(*args, "--browser", "--json")
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    for mode in ("latent", "text"):
+        ref = python_mas.run(QUESTION, mode, max_new_tokens=3, text_tokens=2, rounds=2, m=2)
+        assert got[mode]["answer"] == ref["answer"], mode
+        for k in ("prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps"):
+            assert got[mode]["metrics"][k] == ref["metrics"][k], (mode, k)
+    table = cli(*args, "--browser", "--mode", "latent")
+    assert table.returncode == 0 and "browser, WebGPU libs" in table.stdout and "latent" in table.stdout
+
+
+@pytest.mark.browser
+@pytest.mark.slow
 def test_browser_text_baseline_matches_python(page, python_mas):
     got = page["text"]
     ref = python_mas.run(QUESTION, "text", max_new_tokens=MAX_NEW, text_tokens=TEXT_TOKENS, rounds=ROUNDS, m=M)
     assert got["handoffs"] == [] and got["metrics"]["latent_steps"] == 0
     assert got["answer"] == ref["answer"]
-    for k in ("prompt_tokens", "generated_tokens"):
+    for k in ("prompt_tokens", "reused_tokens", "generated_tokens"):
         assert got["metrics"][k] == ref["metrics"][k], k
     assert [(s["agent"], s["round"], s["stage"], s["tokens"]) for s in got["metrics"]["stages"]] == \
         [(s["agent"], s["round"], s["stage"], s["tokens"]) for s in ref["metrics"]["stages"]]

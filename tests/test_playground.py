@@ -80,7 +80,7 @@ def test_playground_both_modes_match_python(system, artifacts):
     assert set(table) == {"latent", "text"}
     for mode in ("latent", "text"):
         assert got[mode]["answer"] == ref[mode]["answer"] == got["answers"][mode], mode
-        for k in ("prompt_tokens", "generated_tokens", "latent_steps"):
+        for k in ("prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps"):
             assert int(table[mode][k]) == ref[mode]["metrics"][k], (mode, k)
         assert float(table[mode]["e2e_ms"]) > 0
     assert int(table["latent"]["latent_steps"]) == M * (3 * ROUNDS - 1)

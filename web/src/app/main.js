@@ -2,7 +2,8 @@
 // show agent status, latent hand-offs (with a nearest-token peek), the answers and a latent-vs-text table.
 // URL params (?auto=1&builds=..&links=..&r=..&m=..&max=..&q=..&mode=both) run without clicks and publish
 // window.__mlcbuildResult (or window.__mlcbuildError plus a result carrying the #error text) for tests; the buttons
-// publish the same way, and ?click=<button id> (without auto) presses one after the page is set up.
+// publish the same way, ?auto=load only loads (and caches) the models, and ?click=<button id> (without auto) presses
+// one after the page is set up.
 import { loadSystem, runLatent, runText } from "../mas/loop.js";
 import { loadLinks } from "../mas/links.js";
 import { fetchJSON } from "../runtime/fetching.js";
@@ -104,13 +105,13 @@ function setStatus(name, status, build) {
   tr.cells[2].textContent = status;
 }
 
-// Per-agent views of the shared models: report what each agent is doing as it calls its model.
+// Report what each agent is doing as it calls its own sequence (KV cache) on the shared model.
 function instrument(agents) {
   const STAGE = { hidden: "prefill", prefill: "prefill", decodeHidden: "latent", decode: "decoding" };
   let current = null;
   for (const [name, a] of Object.entries(agents)) {
-    const model = a.model.__target ?? a.model;
-    a.model = new Proxy(model, {
+    const seq = a.seq.__target ?? a.seq;
+    a.seq = new Proxy(seq, {
       get(t, k) {
         if (k === "__target") return t;
         const v = t[k];
@@ -196,7 +197,7 @@ async function showHandoffs(sys, res) {
   for (const h of res.handoffs) {
     const dst = h.edge.split("->")[1].split(":")[0];
     const agent = sys.agents[dst];
-    const model = agent.model.__target ?? agent.model;
+    const model = agent.model;
     const pk = await nearest(model, h.block.data.subarray(0, h.block.dim), 3);
     note = pk;
     const toks = pk.best.map((b) => ({ id: b.id, text: agent.codec.decode([b.id], { skipSpecialTokens: false }),
@@ -227,7 +228,7 @@ function showAnswer(mode, answer) {
   d.textContent = answer;
 }
 
-const COLS = ["mode", "prompt_tokens", "generated_tokens", "latent_steps", "e2e_ms", "prefill_tok_s", "decode_tok_s",
+const COLS = ["mode", "prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps", "e2e_ms", "prefill_tok_s", "decode_tok_s",
   "speedup"];
 
 function showTable(results) {
@@ -241,7 +242,7 @@ function showTable(results) {
     const e2e = m.e2e_latency_s * 1000;
     const speed = text && mode === "latent" ? `${fmt(text.e2e_latency_s * 1000 / e2e, 2)}x` : mode === "text" ? "1.00x" : "-";
     const tr = el("tr", null, { id: `row-${mode}` });
-    for (const v of [mode, m.prompt_tokens, m.generated_tokens, m.latent_steps, fmt(e2e, 0), fmt(m.prefill_tokens_per_s),
+    for (const v of [mode, m.prompt_tokens, m.reused_tokens, m.generated_tokens, m.latent_steps, fmt(e2e, 0), fmt(m.prefill_tokens_per_s),
       fmt(m.decode_tokens_per_s, 2), speed]) tr.append(el("td", v));
     tb.append(tr);
   }
@@ -274,7 +275,8 @@ async function run(modes) {
       showTable(results);
     }
     progress(1, "done");
-    const out = { load_ms: sys.loadMs, pattern: sys.pattern.name, modes, verified: sys.verified };
+    const out = { load_ms: sys.loadMs, pattern: sys.pattern.name, modes, verified: sys.verified,
+      load_times: sys.models.map((m) => m.loadTimes) };
     for (const [mode, res] of Object.entries(results)) {
       out[mode] = { answer: res.answer, answer_ids: res.answer_ids,
         metrics: Object.fromEntries(Object.entries(res.metrics).filter(([k]) => k !== "stages")) };
@@ -327,6 +329,10 @@ async function main() {
   $("links-url").value = q.get("links") || defaultLinks();
   const preset = (q.get("builds") || "").split(",").map((s) => s.trim()).filter(Boolean);
   if ($("links-url").value) await loadPattern(preset);
+  if (q.get("auto") === "load") { // load (and cache) the models only: what a visit costs before the first run
+    const sys = await ensureSystem();
+    return { load_ms: sys.loadMs, verified: sys.verified, load_times: sys.models.map((m) => m.loadTimes) };
+  }
   if (q.get("auto") === "1") {
     const mode = q.get("mode") || "both";
     return run(mode === "both" ? ["latent", "text"] : [mode]);

@@ -5,8 +5,9 @@
 // with its inner link's output (no LM head, no sampling). The [m, d] block goes through the outer link of each edge
 // into the next agent's slot; only the final agent of the final round decodes text (greedy, stops at the turn-end
 // or eos ids). The text-MAS baseline runs the same agents, prompts and rounds, passing decoded text instead.
-// Agents that share a build folder share one Model (one copy of the weights on the GPU); each agent's prefill
-// starts from model.reset(), as on the Python side.
+// Agents that share a build folder share one Model (one copy of the weights on the GPU); each agent has its own
+// Sequence (KV cache). Between rounds an agent keeps the KV entries of its prompt prefix (everything before the
+// first slot, the same in every round of one question) and prefills only the rest, as on the Python side.
 import { Model, argmax, concat } from "../runtime/model.js";
 import { fetchJSON } from "../runtime/fetching.js";
 import { LinkMismatchError } from "../runtime/errors.js";
@@ -14,6 +15,8 @@ import { loadLinks } from "./links.js";
 import { TextCodec, splitPrompt } from "./prompt.js";
 
 const now = () => performance.now();
+// The text baseline's cap per message: agents write until their turn ends, as a text MAS does (builder/latent.py).
+export const TEXT_TOKENS = 256;
 
 // A latent block: `rows` vectors of size `dim`, row-major.
 export class Block {
@@ -42,18 +45,23 @@ export class Agent {
     this.stop = new Set([...end, ...(Array.isArray(eos) ? eos : eos === null || eos === undefined ? [] : [eos])]);
     if (codec.eosTokenId !== null) this.stop.add(codec.eosTokenId);
     this.textEmbeds = new Map(); // piece index -> embeddings of a constant text piece (computed once)
+    this.seq = model.sequence(); // this agent's own KV cache, kept across rounds
+    this.cachedQuestion = null; // the question whose prompt prefix `seq` holds
   }
 
   get d() { return this.model.hiddenSize; }
 
   encode(text) { return this.codec.encode(text); }
 
-  // [L, d] prompt embeddings with latent blocks (or re-tokenized text) at their slots.
+  // [L, d] prompt embeddings with latent blocks (or re-tokenized text) at their slots; block.prefix is the number
+  // of rows before the first slot (the part of the prompt that every round of one question shares).
   async prompt(question, slots) {
     const parts = [];
+    let prefix = null;
     for (let i = 0; i < this.pieces.length; i++) {
       const p = this.pieces[i];
       let ids;
+      if (p.kind === "slot" && prefix === null) prefix = parts.reduce((a, x) => a + x.length, 0) / this.d;
       if (p.kind === "text") {
         if (!p.ids.length) continue;
         if (!this.textEmbeds.has(i)) this.textEmbeds.set(i, await this.model.embed(p.ids));
@@ -76,13 +84,28 @@ export class Agent {
       if (ids.length) parts.push(await this.model.embed(ids));
     }
     const data = concat(parts);
-    return new Block(data, data.length / this.d, this.d);
+    const block = new Block(data, data.length / this.d, this.d);
+    block.prefix = Math.min(prefix === null ? block.rows : prefix, block.rows - 1);
+    return block;
+  }
+
+  // Point the sequence at the end of this prompt's shared prefix; returns the rows still to prefill.
+  start(question, emb, reuse) {
+    const H = this.d;
+    if (reuse && this.cachedQuestion === question && this.seq.length >= emb.prefix) {
+      this.seq.truncate(emb.prefix);
+      return new Block(emb.data.subarray(emb.prefix * H), emb.rows - emb.prefix, H);
+    }
+    this.seq.reset();
+    this.cachedQuestion = question;
+    return emb;
   }
 }
 
 class Metrics {
   constructor() {
     this.prompt_tokens = 0; // positions prefilled (text tokens and spliced latent rows)
+    this.reused_tokens = 0; // prompt positions whose KV entries were kept from the agent's previous round
     this.generated_tokens = 0; // decoded text tokens
     this.latent_steps = 0; // decode_last_hidden steps
     this.stages = []; // per agent per round: {agent, round, stage, ms, ...}
@@ -98,7 +121,7 @@ class Metrics {
     const prefillMs = sum("prefill");
     const decodeMs = sum("decode");
     return {
-      prompt_tokens: this.prompt_tokens, generated_tokens: this.generated_tokens,
+      prompt_tokens: this.prompt_tokens, reused_tokens: this.reused_tokens, generated_tokens: this.generated_tokens,
       completion_tokens: this.generated_tokens, total_tokens: this.prompt_tokens + this.generated_tokens,
       latent_steps: this.latent_steps, e2e_latency_s: this.e2e_ms / 1000,
       prefill_tokens_per_s: prefillMs ? this.prompt_tokens / (prefillMs / 1000) : null,
@@ -109,29 +132,34 @@ class Metrics {
   }
 }
 
-async function prefillHidden(agent, emb, mt, round) {
-  const t0 = now();
-  agent.model.reset();
-  const h = await agent.model.hidden(emb.data);
-  mt.prompt_tokens += emb.rows;
-  mt.stage(agent.name, round, "prefill", t0, { tokens: emb.rows });
-  return h.subarray((emb.rows - 1) * agent.d);
+function feed(agent, question, emb, reuse, mt) {
+  const rows = agent.start(question, emb, reuse);
+  mt.prompt_tokens += rows.rows;
+  mt.reused_tokens += emb.rows - rows.rows;
+  return rows;
 }
 
-async function decodeText(agent, emb, maxNew, mt, round) {
-  const model = agent.model;
+async function prefillHidden(agent, question, emb, reuse, mt, round) {
+  const t0 = now();
+  const rows = feed(agent, question, emb, reuse, mt);
+  const h = await agent.seq.hidden(rows.data);
+  mt.stage(agent.name, round, "prefill", t0, { tokens: rows.rows, reused: emb.rows - rows.rows });
+  return h.subarray((rows.rows - 1) * agent.d);
+}
+
+async function decodeText(agent, question, emb, reuse, maxNew, mt, round) {
+  const seq = agent.seq;
   let t0 = now();
-  model.reset();
-  let logits = await model.prefill(emb.data);
-  mt.prompt_tokens += emb.rows;
-  mt.stage(agent.name, round, "prefill", t0, { tokens: emb.rows });
+  const rows = feed(agent, question, emb, reuse, mt);
+  let logits = await seq.prefill(rows.data);
+  mt.stage(agent.name, round, "prefill", t0, { tokens: rows.rows, reused: emb.rows - rows.rows });
   t0 = now();
   const ids = [];
   for (let i = 0; i < maxNew; i++) {
     const next = argmax(logits);
     if (agent.stop.has(next)) break;
     ids.push(next);
-    logits = await model.decode(await model.embed([next]));
+    logits = await seq.decode(await agent.model.embed([next]));
   }
   mt.generated_tokens += ids.length;
   const text = agent.codec.decode(ids);
@@ -143,9 +171,11 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
   const rounds = opts.rounds || links?.rounds;
   const m = opts.m || links?.m;
   const maxNewTokens = opts.maxNewTokens ?? 32;
+  const reuse = opts.reuseKV ?? true;
   if (!rounds || !m) throw new Error("rounds and m are needed (from the links file or the options)");
   if (mode === "latent" && !links) throw new Error("latent mode needs the links");
   const mt = new Metrics();
+  for (const a of Object.values(agents)) a.cachedQuestion = null; // every run starts cold: latent vs text is fair
   const handoffs = [];
   const tStart = now();
   let prev = {};
@@ -170,23 +200,23 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
       }
       const emb = await agent.prompt(question, slots);
       if (r === rounds - 1 && name === pattern.final) {
-        ({ text: answer, ids: answerIds } = await decodeText(agent, emb, maxNewTokens, mt, r));
+        ({ text: answer, ids: answerIds } = await decodeText(agent, question, emb, reuse, maxNewTokens, mt, r));
         break;
       }
       if (mode === "latent") {
-        let h = await prefillHidden(agent, emb, mt, r);
+        let h = await prefillHidden(agent, question, emb, reuse, mt, r);
         const inner = links.inner(name);
         const t0 = now();
         const block = [];
         for (let i = 0; i < m; i++) {
-          h = await agent.model.decodeHidden(inner.forward(h, 1));
+          h = await agent.seq.decodeHidden(inner.forward(h, 1));
           block.push(h);
         }
         mt.latent_steps += m;
         mt.stage(name, r, "latent", t0, { steps: m });
         cur[name] = new Block(concat(block), m, agent.d);
       } else {
-        cur[name] = (await decodeText(agent, emb, opts.textTokens || m, mt, r)).text;
+        cur[name] = (await decodeText(agent, question, emb, reuse, opts.textTokens || TEXT_TOKENS, mt, r)).text;
       }
     }
     prev = cur;
@@ -195,19 +225,20 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
   return { mode, answer, answer_ids: answerIds, metrics: mt.toJSON(), handoffs };
 }
 
-// Latent hand-offs; opts: {rounds, m, maxNewTokens} (rounds and m default to the links file's).
+// Latent hand-offs; opts: {rounds, m, maxNewTokens, reuseKV} (rounds and m default to the links file's).
 export function runLatent(agents, links, pattern, question, opts = {}) {
   return run("latent", agents, links, pattern, question, opts);
 }
 
-// The text-MAS baseline: each non-final agent writes up to opts.textTokens (default m) tokens of text.
+// The text-MAS baseline: each non-final agent writes its message until its turn ends, at most opts.textTokens
+// (default TEXT_TOKENS) tokens.
 export function runText(agents, links, pattern, question, opts = {}) {
   return run("text", agents, links, pattern, question, opts);
 }
 
 // Load a system: one build folder URL per pattern agent (in the links file's agent order) and recursivelink.json.
 // Dims are checked against each build's mlc-chat-config.json before any weights load, and against the loaded model.
-export async function loadSystem(buildUrls, linksUrl, { onProgress = () => {}, maxSeqLen = 2048 } = {}) {
+export async function loadSystem(buildUrls, linksUrl, { onProgress = () => {}, maxSeqLen = 1024 } = {}) {
   const base = globalThis.location?.href;
   const urls = buildUrls.map((u) => new URL(u, base).href);
   const links = await loadLinks(new URL(linksUrl, base).href);

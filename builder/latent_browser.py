@@ -1,0 +1,36 @@
+"""`mlcbuild run --browser`: the same RecursiveMAS loop, run by the playground's JS (web/src/mas) on the agents'
+WebGPU libraries in headless Chromium, for the same table the Python runner prints."""
+
+import json
+import tempfile
+from pathlib import Path
+
+from .browser import serve_and_run
+from .errors import MlcbuildError
+
+
+def run_browser(build_dirs: list[Path], links_file: Path, question: str, modes: list[str], rounds: int | None,
+                m: int | None, max_tokens: int, text_tokens: int, timeout_s: float = 3600) -> dict:
+    """{mode: {answer, metrics}} plus load_ms, from web/harness/latent-check.html."""
+    mounts, urls = {}, []
+    for d in build_dirs:
+        d = Path(d).resolve()
+        if not (d / "manifest.json").is_file():
+            raise MlcbuildError(f"{d}: no manifest.json; not an mlcbuild output", "run `mlcbuild make` first")
+        mount = next((k for k, v in mounts.items() if v == d), f"/agent{len(mounts)}/")
+        mounts[mount] = d
+        urls.append(mount)
+    links = Path(links_file).resolve()
+    with tempfile.TemporaryDirectory(prefix="mlcbuild-run-") as tmp:
+        case = {"question": question, "rounds": rounds, "m": m, "max_new_tokens": max_tokens,
+                "text_tokens": text_tokens, "modes": modes}
+        (Path(tmp) / "case.json").write_text(json.dumps(case))
+        page = (f"harness/latent-check.html?agents={','.join(urls)}&links=/links/{links.name}"
+                f"&case=/case/case.json")
+        res = serve_and_run(page, {**mounts, "/links/": links.parent, "/case/": Path(tmp)}, timeout_s=timeout_s)
+    if not res["ok"]:
+        raise MlcbuildError(f"the browser run failed: {res['error']}",
+                            "check the builds have WebGPU libs (`--target all`) and run `mlcbuild doctor`")
+    out = res["result"]
+    return {"load_ms": out["load_ms"], **{md: {"answer": out[md]["answer"], "metrics": out[md]["metrics"]}
+                                          for md in modes}}
