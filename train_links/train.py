@@ -40,17 +40,28 @@ def inner_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
-def inner_pairs(agent: Agent, rows: list[dict], max_len: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+def inner_pairs(agent: Agent, rows: list[dict], max_len: int = 512, batch: int = 16):
     """(h_t, Emb(y_{t+1})) pairs over each row's chat text: the role's prompt (slots empty) followed by the field
-    this role writes (plan / refined_plan / answer) as the assistant turn."""
-    hs, ys = [], []
+    this role writes (plan / refined_plan / answer) as the assistant turn. Rows of similar length run as one
+    right-padded batch: attention is causal, so padding after a row's end never changes its hidden states
+    (measured: 2.3x faster than one row at a time on SmolLM2, pairs equal to 1e-4)."""
+    xs = []
     for row in rows:
         prompt = agent.prompt_embeds({"question": row["question"]}, {})
         reply = row.get(agent.role.target) or row["answer"]
-        x = torch.cat([prompt, agent.embed(agent.answer_ids(reply))])[:max_len]
-        h = agent.body(inputs_embeds=x[None]).last_hidden_state[0]
-        hs.append(h[:-1].float())
-        ys.append(x[1:].float())  # the next token's input embedding
+        xs.append(torch.cat([prompt, agent.embed(agent.answer_ids(reply))])[:max_len])
+    order = sorted(range(len(xs)), key=lambda i: len(xs[i]))
+    hs, ys = [None] * len(xs), [None] * len(xs)
+    for at in range(0, len(order), batch):
+        group = order[at:at + batch]
+        top = max(len(xs[i]) for i in group)
+        x = torch.zeros(len(group), top, xs[group[0]].shape[-1], dtype=xs[group[0]].dtype)
+        for j, i in enumerate(group):
+            x[j, :len(xs[i])] = xs[i]
+        h = agent.body(inputs_embeds=x).last_hidden_state
+        for j, i in enumerate(group):
+            hs[i] = h[j, :len(xs[i]) - 1].float()
+            ys[i] = xs[i][1:].float()  # the next token's input embedding
     return torch.cat(hs), torch.cat(ys)
 
 
