@@ -10,7 +10,8 @@
 // Pages load @mlc-ai/web-tokenizers as a classic script (it sets globalThis.tokenizers) and map the bare specifier
 // "@huggingface/jinja" with an import map to node_modules/@huggingface/jinja/dist/index.js.
 import { Template } from "@huggingface/jinja";
-import { fetchJSON, fetchVerified } from "../runtime/fetching.js";
+import { fetchJSON } from "../runtime/fetching.js";
+import { cachedFetchVerified } from "../runtime/cache.js";
 import { MlcbuildError } from "../runtime/errors.js";
 
 export const TEXT_FIELDS = ["question"]; // filled with tokenized text; every other marker is a latent slot
@@ -63,7 +64,7 @@ export class TextCodec {
     manifest = manifest ?? await fetchJSON(new URL("manifest.json", base));
     chatConfig = chatConfig ?? await fetchJSON(new URL("mlc-chat-config.json", base));
     const has = (n) => Boolean(manifest.files?.[n]);
-    const bytes = (n) => fetchVerified(base, manifest, n);
+    const bytes = (n) => cachedFetchVerified(base, manifest, n);  // Cache API, sha256-checked every load
     const json = async (n) => (has(n) ? JSON.parse(new TextDecoder().decode(await bytes(n))) : {});
     if (!has("tokenizer.json")) {
       throw new MlcbuildError(`${base} has no tokenizer.json`,
