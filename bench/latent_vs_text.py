@@ -5,18 +5,23 @@ Python side (builder.latent.LatentMAS on the CPU libraries): the real SmolLM2-13
 (planner -> critic -> solver, one model) with its trained recursivelink.json (`mlcbuild make smollm2-135m --quant
 q4f32_1 --links`, built once into <mlcbuild cache>/bench/latent_vs_text/ and reused), r = 3, m = the links' m, on
 held-out rows of train_links.data. Latent and text runs alternate prompt by prompt (the order flips every prompt)
-after one untimed warm-up run of each mode. Latent mode decodes only the final answer; text mode decodes every
-agent's message (at most --text-tokens tokens each, default m, as `mlcbuild run` does) and the answer (at most
---max-tokens in both modes). --long-text N adds a second text baseline whose agents may write N tokens each.
+after one untimed warm-up run of each mode. Every agent keeps its prompt prefix in its KV cache between rounds, in
+both modes. Latent mode decodes only the final answer; text mode decodes every agent's message and the answer (at
+most --max-tokens in both modes). Two text baselines: "text@256", agents write until their turn ends (at most 256
+tokens, `mlcbuild run`'s default, a text MAS as people run it), and "text@m", every message cut at m tokens (the
+same budget as a latent block).
   speedup          median text end-to-end time / median latent end-to-end time
   token reduction  1 - (latent generated tokens) / (text generated tokens), summed over the prompts
   step ratio       latent step / decode step, timed back to back from the same prefilled prompt at the same KV
                    positions: latent step = inner link + decode_last_hidden; decode step = argmax + embed + decode
-                   (logits). The per-step averages inside the timed runs are printed too.
+                   (logits). The per-step averages inside the timed runs are printed too. Timed again at
+                   Qwen3-0.6B size (its config with random weights, q4f32_1 CPU lib, untrained inner link).
 Browser side (headless Chromium, WebGPU on SwiftShader): the tiny 3-agent set of tests/mas_system.py, r = 3, in the
 playground (web/index.html ?auto=1&mode=both). The first visit starts from an empty browser profile; the later visits
 reuse that profile, so the artifact cache (web/src/runtime/cache.js) is warm. Load = the playground's own load_ms
-(links, configs, sha256 of every shard, fetch or cache read, model load).
+(links, configs, sha256 of every shard, fetch or cache read, model load). The same first-vs-cached load is measured
+on the SmolLM2 agents (?auto=load, no run): on 127.0.0.1 as served, and through an emulated network (--throttle,
+default 100 Mbit/s with 20 ms latency), where the first visit pays for the download the cache saves.
 
 Prints a table; the last stdout line is one JSON object (also appended to --json-file). `--quick`: the tiny set on the
 Python side only (~1 min).
@@ -93,15 +98,17 @@ def _summary(out: dict) -> dict:
             "decode_ms_per_token": dec_ms / dec_tok if dec_tok else None}
 
 
-def step_times(mas, question: str, steps: int, reps: int) -> dict:
-    """Latent steps and decode steps from the same prefilled planner prompt (same KV positions), alternating blocks."""
+def step_times(eng, link, emb, steps: int, reps: int) -> dict:
+    """Latent steps and decode steps from the same prefilled prompt (same KV positions), alternating blocks.
+    `link`: the agent's inner link (a torch module, run on one thread like builder.latent does)."""
     import numpy as np
+    import torch
 
-    name = mas.pattern.order()[0]
-    agent = mas.agents[name]
-    eng = agent.engine
-    emb = agent.prompt(question, {})
     rec = {k: [] for k in ("latent", "decode", "link", "decode_last_hidden", "argmax_embed", "decode_kernel")}
+
+    def apply_link(h):
+        with torch.no_grad():
+            return link(torch.from_numpy(np.ascontiguousarray(h[None], dtype=np.float32))).numpy()[0]
 
     def block(total: str, parts: list, x) -> None:
         """`steps` steps; each applies `parts` in turn to the carried state x; records each part's time and the sum."""
@@ -114,17 +121,42 @@ def step_times(mas, question: str, steps: int, reps: int) -> dict:
             for (part, _f), a, b in zip(parts, t, t[1:], strict=False):
                 rec[part].append(b - a)
 
-    key = f"inner:{name}"
+    torch.set_num_threads(1)
     for _ in range(reps):
         eng.reset()
-        block("latent", [("link", lambda h: mas._link(key, h[None])[0]), ("decode_last_hidden", eng.decode_hidden)],
-              eng.hidden(emb)[-1])
+        block("latent", [("link", apply_link), ("decode_last_hidden", eng.decode_hidden)], eng.hidden(emb)[-1])
         eng.reset()
         block("decode", [("argmax_embed", lambda lg: eng.embed([int(np.argmax(lg))])[0]),
                          ("decode_kernel", eng.decode)], eng.prefill(emb))
     med = {k: statistics.median(v) * 1000 for k, v in rec.items()}
     return {"prompt_positions": len(emb), "steps": steps, "reps": reps, "median_ms": med,
             "ratio": med["latent"] / med["decode"], "kernel_ratio": med["decode_last_hidden"] / med["decode_kernel"]}
+
+
+def mas_step_times(mas, question: str, steps: int, reps: int) -> dict:
+    name = mas.pattern.order()[0]
+    agent = mas.agents[name]
+    emb, _ = agent.prompt(question, {})
+    return step_times(agent.engine, mas.links[f"inner:{name}"], emb, steps, reps)
+
+
+def qwen3_step_times(question: str, steps: int, reps: int) -> dict:
+    """The same step timing at Qwen3-0.6B size: the config with random weights (bench/build_qwen3_0p6b.py), its
+    q4f32_1 CPU lib (bench/cpu_decode.py builds and caches it) and an untrained inner link of its width. A step's
+    work does not depend on the weights' values or on training."""
+    import importlib.util
+
+    from builder.engine import Engine
+    from train_links.links import InnerLink
+
+    spec = importlib.util.spec_from_file_location("cpu_decode", REPO / "bench" / "cpu_decode.py")
+    cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cpu)
+    make_arg, _ = cpu.source_of("qwen3-0.6b")
+    eng = Engine(cpu.build("qwen3-0.6b", make_arg, "q4f32_1"), max_seq_len=512)
+    emb = eng.embed(eng.chat_ids([{"role": "user", "content": question}]))
+    res = step_times(eng, InnerLink(eng.hidden_size).eval(), emb, steps, reps)
+    return {"model": "qwen3-0.6b config (random weights), q4f32_1", **res}
 
 
 def python_side(dirs, links_file, qs, rounds, max_new, text_budgets, step_n, step_reps) -> dict:
@@ -148,7 +180,7 @@ def python_side(dirs, links_file, qs, rounds, max_new, text_budgets, step_n, ste
                               "prompt_tokens": sum(r["prompt_tokens"] for r in rs),
                               "latent_steps": sum(r["latent_steps"] for r in rs)}
     res["compare"] = {mode: compare(res["modes"]["latent"], res["modes"][mode]) for mode in modes if mode != "latent"}
-    res["steps"] = step_times(mas, qs[0], step_n, step_reps)
+    res["steps"] = mas_step_times(mas, qs[0], step_n, step_reps)
     lat = [r["latent_ms_per_step"] for r in runs["latent"] if r["latent_ms_per_step"]]
     dec = [r["decode_ms_per_token"] for mode in modes if mode != "latent" for r in runs[mode]
            if r["decode_ms_per_token"]]
@@ -207,6 +239,34 @@ def browser_side(root: Path, dirs, links_file, question, rounds, max_new, visits
             "load": {"first_ms": first, "cached_ms": cached, "ratio": first / cached if cached else None}}
 
 
+def load_side(root: Path, dirs, links_file, visits: int, throttle: tuple[int, int] | None,
+              timeout_s: float = 1800) -> dict:
+    """Playground visits that only load the agents (?auto=load): the first from an empty browser profile, the rest
+    in the same profile (Cache API warm). `throttle`: (kbit/s, latency ms) for the page's network requests."""
+    from builder.browser import run_page
+    from builder.serve import PlaygroundServer
+
+    query = {"auto": "load", "builds": ",".join(f"/dist/{d.relative_to(root).as_posix()}/" for d in dirs),
+             "links": f"/dist/{links_file.relative_to(root).as_posix()}"}
+    out = []
+    with tempfile.TemporaryDirectory(prefix="mlcbuild-bench-profile-") as profile, PlaygroundServer(root) as srv:
+        for i in range(visits):
+            page = run_page(srv.playground_url(urllib.parse.urlencode(query)), timeout_s=timeout_s,
+                            profile=Path(profile), throttle=throttle)
+            if not page["ok"]:
+                raise RuntimeError(f"load visit {i + 1} failed: {page['error']}\n" + "\n".join(page["console"][-10:]))
+            r = page["result"]
+            out.append({"visit": "first" if i == 0 else "cached", "load_ms": r["load_ms"],
+                        "shards_fetched": sum(v["fetched"] for v in r["verified"].values()),
+                        "shards_cached": sum(v["cached"] for v in r["verified"].values()),
+                        "verify_ms": sum(v["ms"] for v in r["verified"].values()),
+                        "stages_ms": r["load_times"]})
+    first = out[0]["load_ms"]
+    cached = statistics.median(v["load_ms"] for v in out[1:]) if len(out) > 1 else None
+    return {"throttle": throttle, "visits": out, "first_ms": first, "cached_ms": cached,
+            "ratio": first / cached if cached else None}
+
+
 # -- report ---------------------------------------------------------------------------------------------------------
 
 def rows_for(side: str, res: dict) -> list[tuple]:
@@ -236,16 +296,31 @@ def report(result: dict) -> None:
                      verdict(s["ratio"], TARGETS["step_ratio"], higher=False)))
         rows.append(("python", "  kernels: decode_last_hidden / decode", f"{med['decode_last_hidden']:.2f} / "
                      f"{med['decode_kernel']:.2f}", f"{s['kernel_ratio']:.2f}", "info", ""))
+        q3 = py.get("steps_qwen3")
+        if q3:
+            mq = q3["median_ms"]
+            rows.append(("python", "Qwen3-0.6B size: latent step / decode step (ms)",
+                         f"{mq['latent']:.2f} / {mq['decode']:.2f}", f"{q3['ratio']:.2f}",
+                         f"<= {TARGETS['step_ratio']}",
+                         verdict(q3["ratio"], TARGETS["step_ratio"], higher=False)))
+            rows.append(("python", "  kernels: decode_last_hidden / decode", f"{mq['decode_last_hidden']:.2f} / "
+                         f"{mq['decode_kernel']:.2f}", f"{q3['kernel_ratio']:.2f}", "info", ""))
         ir = s["in_run_ms"]
         if ir["latent"] and ir["decode"]:
             rows.append(("python", "  in the runs: ms per latent step / per token",
                          f"{ir['latent']:.2f} / {ir['decode']:.2f}",
                          f"{ir['latent'] / ir['decode']:.2f}", "info", ""))
-    br = result.get("browser")
-    if br:
+    br = result.get("browser") or {}
+    if "compare" in br:
         rows += rows_for("browser", br)
         ld = br["load"]
         rows.append(("browser", "playground load first / cached (ms)",
+                     f"{ld['first_ms']:.0f} / " + (f"{ld['cached_ms']:.0f}" if ld["cached_ms"] else "-"),
+                     f"{ld['ratio']:.2f}x" if ld["ratio"] else "n/a", f">= {TARGETS['load_ratio']}x",
+                     verdict(ld["ratio"], TARGETS["load_ratio"])))
+    for ld in br.get("load_smollm2", []):
+        net = "127.0.0.1" if not ld["throttle"] else f"{ld['throttle'][0] / 1000:g} Mbit/s, {ld['throttle'][1]} ms"
+        rows.append(("browser", f"SmolLM2 load first / cached, {net} (ms)",
                      f"{ld['first_ms']:.0f} / " + (f"{ld['cached_ms']:.0f}" if ld["cached_ms"] else "-"),
                      f"{ld['ratio']:.2f}x" if ld["ratio"] else "n/a", f">= {TARGETS['load_ratio']}x",
                      verdict(ld["ratio"], TARGETS["load_ratio"])))
@@ -263,11 +338,15 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=None, help="held-out prompts (default 5; --quick 2)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=32, help="final answer budget, both modes")
-    ap.add_argument("--text-tokens", type=int, default=None, help="text mode's per-message budget (default: m)")
-    ap.add_argument("--long-text", type=int, default=None, help="also a text baseline with this budget (default 128; "
-                    "0 = none; --quick: none)")
+    ap.add_argument("--text-tokens", type=int, default=None, help="text mode's per-message cap (default 256, "
+                    "builder.latent.TEXT_TOKENS: agents write until their turn ends); a second text baseline always "
+                    "runs with the equal budget m")
     ap.add_argument("--browser-visits", type=int, default=3, help="playground visits (1 cold, the rest cached)")
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--throttle", default="100000,20", help="KBIT_S,LATENCY_MS of the emulated network for the "
+                    "SmolLM2 load visits (default 100 Mbit/s, 20 ms); 'none' skips them")
+    ap.add_argument("--no-qwen3-steps", action="store_true", help="skip the step timing at Qwen3-0.6B size")
+    ap.add_argument("--only-load", action="store_true", help="only the SmolLM2 load visits")
     ap.add_argument("--threads", type=int, default=2, help="TVM_NUM_THREADS for the CPU libs")
     ap.add_argument("--root", type=Path, default=None,
                     help="where the builds go (default <cache>/bench/latent_vs_text)")
@@ -286,20 +365,28 @@ def main() -> None:
     if a.quick:
         dirs, links = tiny_system(root / "tiny", a.rounds, targets=("cpu",))
         qs = prompts(a.prompts or 2)
-        budgets = [a.text_tokens or TINY_M] + ([a.long_text] if a.long_text else [])
-        result["python"] = python_side(dirs, links, qs, a.rounds, 8, budgets, 8, 2)
+        result["python"] = python_side(dirs, links, qs, a.rounds, 8, [a.text_tokens or 16, TINY_M], 8, 2)
     else:
         dirs, links = smollm2_system(root)
         qs = prompts(a.prompts or 5)
+        from builder.latent import TEXT_TOKENS
         from train_links import format as fmt
 
         m = fmt.load(links).meta["latent_steps"]
-        long = 128 if a.long_text is None else a.long_text
-        budgets = [a.text_tokens or m] + ([long] if long else [])
-        result["python"] = python_side(dirs, links, qs, a.rounds, a.max_tokens, budgets, 16, 3)
+        if not a.only_load:
+            result["python"] = python_side(dirs, links, qs, a.rounds, a.max_tokens, [a.text_tokens or TEXT_TOKENS, m],
+                                           16, 3)
+            if not a.no_qwen3_steps:
+                result["python"]["steps_qwen3"] = qwen3_step_times(qs[0], 16, 3)
         if not a.no_browser:
-            tdirs, tlinks = tiny_system(root / "tiny", a.rounds)
-            result["browser"] = browser_side(root / "tiny", tdirs, tlinks, qs[0], a.rounds, 8, a.browser_visits)
+            if not a.only_load:
+                tdirs, tlinks = tiny_system(root / "tiny", a.rounds)
+                result["browser"] = browser_side(root / "tiny", tdirs, tlinks, qs[0], a.rounds, 8, a.browser_visits)
+            loads = [load_side(root, dirs, links, a.browser_visits, None)]
+            if a.throttle != "none":
+                kbit, lat = (int(x) for x in a.throttle.split(","))
+                loads.append(load_side(root, dirs, links, a.browser_visits, (kbit, lat)))
+            result.setdefault("browser", {})["load_smollm2"] = loads
     meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["wall_s"] = round(time.perf_counter() - t_start, 1)
     print(f"# {meta['date']}  threads {a.threads}, {meta['cpus']} cpus, loadavg {meta['loadavg_start']} -> "

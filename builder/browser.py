@@ -103,15 +103,19 @@ def check_browser_tools() -> None:
 
 
 def run_page(url: str, timeout_s: float = 120, screenshot: Path | None = None,
-             screenshot_always: bool = False, profile: Path | None = None) -> dict:
+             screenshot_always: bool = False, profile: Path | None = None,
+             throttle: tuple[int, int] | None = None) -> dict:
     """Open `url` in headless Chromium; return {ok, result, error, console}. `profile`: a browser profile folder
-    to keep (and reuse on the next call, e.g. for a cached visit); default: a fresh one, removed afterwards."""
+    to keep (and reuse on the next call, e.g. for a cached visit); default: a fresh one, removed afterwards.
+    `throttle`: (kbit/s, latency ms) network emulation for the page's requests."""
     check_browser_tools()
     cmd = ["node", str(DRIVER), "--url", url, "--timeout", str(int(timeout_s * 1000))]
     if screenshot:
         cmd += ["--screenshot", str(screenshot)] + (["--screenshot-always"] if screenshot_always else [])
     if profile:
         cmd += ["--profile", str(profile)]
+    if throttle:
+        cmd += ["--throttle", f"{int(throttle[0])},{int(throttle[1])}"]
     env = {**os.environ, "MLCBUILD_CHROMIUM": find_chromium()}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 60, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

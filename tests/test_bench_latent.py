@@ -24,7 +24,8 @@ def test_latent_vs_text_bench_quick(tmp_path):
     assert set(res["targets"]) == {"speedup", "token_reduction", "step_ratio", "load_ratio"}
     py = res["python"]
     assert py["rounds"] == 3 and len(py["prompts"]) == 2
-    assert set(py["modes"]) == {"latent", "text@4"} and set(py["compare"]) == {"text@4"}
+    # two text baselines: messages up to 16 tokens (the quick run's stand-in for "until the turn ends"), and m = 4
+    assert set(py["modes"]) == {"latent", "text@16", "text@4"} and set(py["compare"]) == {"text@16", "text@4"}
     for mode, runs in py["runs"].items():
         assert len(runs) == 2 and all(x["e2e_s"] > 0 and x["prompt_tokens"] > 0 for x in runs), mode
     lat, txt = py["modes"]["latent"], py["modes"]["text@4"]

@@ -3,16 +3,18 @@
 // one JSON line {ok, result, error, console} on stdout. Used by builder/browser.py and the tests.
 //
 //   node web/tools/browse.mjs --url http://127.0.0.1:PORT/page.html [--timeout 60000]
-//        [--screenshot out.png] [--screenshot-always] [--profile DIR]
+//        [--screenshot out.png] [--screenshot-always] [--profile DIR] [--throttle KBIT_S,LATENCY_MS]
 // --profile keeps the browser profile (Cache API storage included) in DIR, so a second visit finds the first one's
 // cached artifacts; without it every run starts from a fresh, empty profile that is removed afterwards.
+// --throttle emulates a slower network for the page's requests (DevTools' network conditions; Cache API reads are
+// not network requests, so they run at full speed).
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 function parseArgs(argv) {
-  const opts = { timeout: 60000, screenshot: null, screenshotAlways: false, url: null, profile: null };
+  const opts = { timeout: 60000, screenshot: null, screenshotAlways: false, url: null, profile: null, throttle: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--url") opts.url = argv[++i];
@@ -20,6 +22,11 @@ function parseArgs(argv) {
     else if (a === "--screenshot") opts.screenshot = argv[++i];
     else if (a === "--screenshot-always") opts.screenshotAlways = true;
     else if (a === "--profile") opts.profile = argv[++i];
+    else if (a === "--throttle") {
+      const [kbit, latency] = argv[++i].split(",").map(Number);
+      if (!(kbit > 0) || !(latency >= 0)) throw new Error("--throttle wants KBIT_S,LATENCY_MS, e.g. 100000,20");
+      opts.throttle = { kbit, latency };
+    }
     else throw new Error(`unknown argument ${a}`);
   }
   if (!opts.url) throw new Error("--url is required");
@@ -51,6 +58,13 @@ async function main() {
     page = context.pages()[0] ?? (await context.newPage());
     page.on("console", (m) => out.console.push(`${m.type()}: ${m.text()}`));
     page.on("pageerror", (e) => out.console.push(`pageerror: ${e.message}`));
+    if (opts.throttle) {
+      const cdp = await context.newCDPSession(page);
+      const bytesPerS = (opts.throttle.kbit * 1000) / 8;
+      await cdp.send("Network.enable");
+      await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: opts.throttle.latency,
+        downloadThroughput: bytesPerS, uploadThroughput: bytesPerS });
+    }
     await page.goto(opts.url, { timeout: opts.timeout });
     const handle = await page.waitForFunction(
       () => window.__mlcbuildResult !== undefined || window.__mlcbuildError !== undefined,

@@ -77,7 +77,7 @@ async function loadPattern(preset = []) {
   const url = $("links-url").value.trim();
   if (!url) throw new Error("no recursivelink.json URL: type one in the links field");
   const ls = await loadLinks(new URL(url, location.href).href);
-  pattern = { agents: ls.pattern.agents, rounds: ls.rounds, m: ls.m, name: ls.pattern.name };
+  pattern = { agents: ls.pattern.agents, rounds: ls.rounds, m: ls.m, name: ls.pattern.name, url, links: ls };
   if (!$("rounds").value) $("rounds").value = ls.rounds;
   if (!$("m").value) $("m").value = ls.m;
   const box = $("roles");
@@ -152,7 +152,8 @@ async function ensureSystem() {
   const nModels = unique.length;
   // Cheap checks first (links vs the builds' dims), then every weight shard's sha256 against manifest.json
   // (cache.js fills tvmjs' Cache API scope with verified bytes only), then the models load from that cache.
-  const links = await loadLinks(new URL(linksUrl, location.href).href);
+  // the links file was read when the pattern was set up (a 37 MB file for SmolLM2's three agents: read it once)
+  const links = pattern.url === linksUrl ? pattern.links : await loadLinks(new URL(linksUrl, location.href).href);
   if (urls.length !== links.pattern.agents.length) {
     throw new LinkMismatchError(`pattern ${links.pattern.name} has ${links.pattern.agents.length} agents, got ` +
       `${urls.length} build(s)`, "pass one build folder per agent, in order");
@@ -171,7 +172,7 @@ async function ensureSystem() {
     });
   }
   let done = 0;
-  system = await loadSystem(urls, linksUrl, {
+  system = await loadSystem(urls, links, {
     onProgress: (p) => {
       if (p.stage === "ready") done += 1;
       const f = (done + (p.stage === "weights" ? p.fraction ?? 0 : 0)) / nModels;

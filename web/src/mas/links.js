@@ -11,6 +11,7 @@
 // before its size is known to be right, each tensor's sha256 (crypto.subtle) and finiteness are checked, and f16
 // tensors are widened to f32. `checkDims` compares the file with the loaded models and throws LinkMismatchError.
 import { fetchOk, sha256Hex } from "../runtime/fetching.js";
+import { cachedFetchVerified } from "../runtime/cache.js";
 import { LinkFormatError, LinkMismatchError } from "../runtime/errors.js";
 import { Pattern } from "./pattern.js";
 
@@ -346,8 +347,7 @@ export async function parseLinks(doc, source = "recursivelink.json", dims = null
 
 // Fetch and validate a recursivelink.json; `dims` (agent name -> hidden size) also checks it against the models.
 export async function loadLinks(url, dims = null) {
-  const res = await fetchOk(url);
-  const text = await res.text();
+  const text = await fetchLinksText(url);
   let doc;
   try {
     doc = JSON.parse(text);
@@ -355,4 +355,19 @@ export async function loadLinks(url, dims = null) {
     throw bad(url, `not valid JSON, truncated or corrupted (${String(e.message).slice(0, 80)})`);
   }
   return parseLinks(doc, String(url), dims);
+}
+
+// A links file inside a build folder (`mlcbuild make --links`) is listed in that folder's manifest.json: then it comes
+// from the Cache API like the weights, sha256-checked on every load. Elsewhere it is fetched as served.
+async function fetchLinksText(url) {
+  const u = new URL(url);
+  const name = decodeURIComponent(u.pathname.split("/").pop());
+  const base = new URL(".", u);
+  let manifest = null;
+  try {
+    const res = await fetch(new URL("manifest.json", base));
+    if (res.ok) manifest = await res.json();
+  } catch { /* not a build folder */ }
+  if (manifest?.files?.[name]) return new TextDecoder().decode(await cachedFetchVerified(base, manifest, name));
+  return (await fetchOk(url)).text();
 }

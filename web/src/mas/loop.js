@@ -236,12 +236,13 @@ export function runText(agents, links, pattern, question, opts = {}) {
   return run("text", agents, links, pattern, question, opts);
 }
 
-// Load a system: one build folder URL per pattern agent (in the links file's agent order) and recursivelink.json.
-// Dims are checked against each build's mlc-chat-config.json before any weights load, and against the loaded model.
-export async function loadSystem(buildUrls, linksUrl, { onProgress = () => {}, maxSeqLen = 1024 } = {}) {
+// Load a system: one build folder URL per pattern agent (in the links file's agent order) and recursivelink.json
+// (its URL, or a LinkSet already loaded by loadLinks). Dims are checked against each build's mlc-chat-config.json
+// before any weights load, and against the loaded model.
+export async function loadSystem(buildUrls, linksOrUrl, { onProgress = () => {}, maxSeqLen = 1024 } = {}) {
   const base = globalThis.location?.href;
   const urls = buildUrls.map((u) => new URL(u, base).href);
-  const links = await loadLinks(new URL(linksUrl, base).href);
+  const links = typeof linksOrUrl === "string" ? await loadLinks(new URL(linksOrUrl, base).href) : linksOrUrl;
   const pattern = links.pattern;
   if (urls.length !== pattern.agents.length) {
     throw new LinkMismatchError(`${links.source}: pattern ${pattern.name} has agents ` +

@@ -5,6 +5,7 @@
 // out; GPU temporaries are freed per call through tvmjs scopes.
 import { fetchJSON } from "./fetching.js";
 import { cachedFetchVerified } from "./cache.js";
+import { loadPipelines } from "./pipelines.js";
 import { DeviceLimitError, MlcbuildError, ShaderF16UnsupportedError, WebGPUUnavailableError } from "./errors.js";
 
 const PAGE_SIZE = 16;
@@ -68,7 +69,7 @@ export class Model {
     const model = new Model(tvm, manifest, chatConfig, maxSeqLen);
     await model.init();
     lap("pipelines_ms");
-    model.loadTimes = times;
+    model.loadTimes = { ...times, kernels_compiled: model.pipelines.compiled, kernels_skipped: model.pipelines.skipped };
     onProgress({ stage: "ready", fraction: 1 });
     return model;
   }
@@ -85,7 +86,7 @@ export class Model {
     const tvm = this.tvm;
     tvm.beginScope();
     this.vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(this.dev));
-    await tvm.asyncLoadWebGPUPipelines(this.vm.getInternalModule());
+    this.pipelines = await loadPipelines(tvm, this.vm.getInternalModule());
     this.meta = JSON.parse(this.vm.getFunction("_metadata")());
     this.params = tvm.detachFromCurrentScope(tvm.getParamsFromCacheByName(this.meta.params.map((p) => p.name)));
     const fn = (n) => tvm.detachFromCurrentScope(this.vm.getFunction(n));
