@@ -267,6 +267,26 @@ def load_side(root: Path, dirs, links_file, visits: int, throttle: tuple[int, in
             "ratio": first / cached if cached else None}
 
 
+def browser_step_times(dist: Path, links_file: Path, question: str, steps: int, reps: int,
+                       timeout_s: float = 1800) -> dict:
+    """The step ratio on WebGPU (SwiftShader): web/harness/step-check.html on the SmolLM2 build, planner's link."""
+    from builder.browser import serve_and_run
+    from builder.engine import Engine
+
+    ids = Engine(dist).chat_ids([{"role": "user", "content": question}])
+    with tempfile.TemporaryDirectory(prefix="mlcbuild-bench-steps-") as tmp:
+        (Path(tmp) / "case.json").write_text(json.dumps({"ids": ids, "agent": "planner", "steps": steps,
+                                                         "reps": reps}))
+        page = serve_and_run(f"harness/step-check.html?model=/build/&links=/build/{links_file.name}"
+                             "&case=/case/case.json", {"/build/": dist, "/case/": Path(tmp)}, timeout_s=timeout_s)
+    if not page["ok"]:
+        raise RuntimeError(f"step-check failed: {page['error']}\n" + "\n".join(page["console"][-10:]))
+    r = page["result"]
+    return {"model": dist.name, "prompt_positions": r["positions"], "steps": steps, "reps": reps,
+            "median_ms": {"latent": r["latent_ms"], "decode": r["decode_ms"]},
+            "ratio": r["latent_ms"] / r["decode_ms"], "samples_ms": r["samples"]}
+
+
 # -- report ---------------------------------------------------------------------------------------------------------
 
 def rows_for(side: str, res: dict) -> list[tuple]:
@@ -318,6 +338,11 @@ def report(result: dict) -> None:
                      f"{ld['first_ms']:.0f} / " + (f"{ld['cached_ms']:.0f}" if ld["cached_ms"] else "-"),
                      f"{ld['ratio']:.2f}x" if ld["ratio"] else "n/a", f">= {TARGETS['load_ratio']}x",
                      verdict(ld["ratio"], TARGETS["load_ratio"])))
+    bs = br.get("steps_smollm2")
+    if bs:
+        rows.append(("browser", "SmolLM2 latent step / decode step (ms)",
+                     f"{bs['median_ms']['latent']:.0f} / {bs['median_ms']['decode']:.0f}", f"{bs['ratio']:.2f}",
+                     f"<= {TARGETS['step_ratio']}", verdict(bs["ratio"], TARGETS["step_ratio"], higher=False)))
     for ld in br.get("load_smollm2", []):
         net = "127.0.0.1" if not ld["throttle"] else f"{ld['throttle'][0] / 1000:g} Mbit/s, {ld['throttle'][1]} ms"
         rows.append(("browser", f"SmolLM2 load first / cached, {net} (ms)",
@@ -346,7 +371,8 @@ def main() -> None:
     ap.add_argument("--throttle", default="100000,20", help="KBIT_S,LATENCY_MS of the emulated network for the "
                     "SmolLM2 load visits (default 100 Mbit/s, 20 ms); 'none' skips them")
     ap.add_argument("--no-qwen3-steps", action="store_true", help="skip the step timing at Qwen3-0.6B size")
-    ap.add_argument("--only-load", action="store_true", help="only the SmolLM2 load visits")
+    ap.add_argument("--only", choices=["load", "browser-steps"], default=None,
+                    help="only the SmolLM2 load visits, or only the browser step timing")
     ap.add_argument("--threads", type=int, default=2, help="TVM_NUM_THREADS for the CPU libs")
     ap.add_argument("--root", type=Path, default=None,
                     help="where the builds go (default <cache>/bench/latent_vs_text)")
@@ -373,20 +399,24 @@ def main() -> None:
         from train_links import format as fmt
 
         m = fmt.load(links).meta["latent_steps"]
-        if not a.only_load:
+        if a.only is None:
             result["python"] = python_side(dirs, links, qs, a.rounds, a.max_tokens, [a.text_tokens or TEXT_TOKENS, m],
                                            16, 3)
             if not a.no_qwen3_steps:
                 result["python"]["steps_qwen3"] = qwen3_step_times(qs[0], 16, 3)
         if not a.no_browser:
-            if not a.only_load:
+            br = result.setdefault("browser", {})
+            if a.only is None:
                 tdirs, tlinks = tiny_system(root / "tiny", a.rounds)
-                result["browser"] = browser_side(root / "tiny", tdirs, tlinks, qs[0], a.rounds, 8, a.browser_visits)
-            loads = [load_side(root, dirs, links, a.browser_visits, None)]
-            if a.throttle != "none":
-                kbit, lat = (int(x) for x in a.throttle.split(","))
-                loads.append(load_side(root, dirs, links, a.browser_visits, (kbit, lat)))
-            result.setdefault("browser", {})["load_smollm2"] = loads
+                br.update(browser_side(root / "tiny", tdirs, tlinks, qs[0], a.rounds, 8, a.browser_visits))
+            if a.only in (None, "browser-steps"):
+                br["steps_smollm2"] = browser_step_times(dirs[0], links, qs[0], 4, 2)
+            if a.only in (None, "load"):
+                loads = [load_side(root, dirs, links, a.browser_visits, None)]
+                if a.throttle != "none":
+                    kbit, lat = (int(x) for x in a.throttle.split(","))
+                    loads.append(load_side(root, dirs, links, a.browser_visits, (kbit, lat)))
+                br["load_smollm2"] = loads
     meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["wall_s"] = round(time.perf_counter() - t_start, 1)
     print(f"# {meta['date']}  threads {a.threads}, {meta['cpus']} cpus, loadavg {meta['loadavg_start']} -> "

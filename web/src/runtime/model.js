@@ -67,7 +67,7 @@ export class Model {
     await tvm.fetchTensorCache(base.href, tvm.webgpu(), { cacheScope: `mlcbuild/${manifest.name}-${manifest.quantization}` });
     lap("weights_ms");
     const model = new Model(tvm, manifest, chatConfig, maxSeqLen);
-    await model.init();
+    await model.init((k) => onProgress({ stage: "kernels", fraction: k.fraction, text: k.text }));
     lap("pipelines_ms");
     model.loadTimes = { ...times, kernels_compiled: model.pipelines.compiled, kernels_skipped: model.pipelines.skipped };
     onProgress({ stage: "ready", fraction: 1 });
@@ -82,11 +82,11 @@ export class Model {
     this.maxSeqLen = maxSeqLen;
   }
 
-  async init() {
+  async init(onKernels = () => {}) {
     const tvm = this.tvm;
     tvm.beginScope();
     this.vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(this.dev));
-    this.pipelines = await loadPipelines(tvm, this.vm.getInternalModule());
+    this.pipelines = await loadPipelines(tvm, this.vm.getInternalModule(), onKernels);
     this.meta = JSON.parse(this.vm.getFunction("_metadata")());
     this.params = tvm.detachFromCurrentScope(tvm.getParamsFromCacheByName(this.meta.params.map((p) => p.name)));
     const fn = (n) => tvm.detachFromCurrentScope(this.vm.getFunction(n));
