@@ -98,7 +98,7 @@ def test_playground_both_modes_match_python(system, artifacts):
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["other-dims", "missing-artifact", "tampered-shard"])
+@pytest.mark.parametrize("case", ["other-dims", "missing-artifact", "tampered-shard", "f16-lib"])
 def test_playground_shows_bad_input_errors(system, artifacts, case):
     """A clear message in #error (published, no uncaught page error), before any weights load."""
     if case == "other-dims":
@@ -117,6 +117,13 @@ def test_playground_shows_bad_input_errors(system, artifacts, case):
         builds = f"/dist/{system['dirs'][0].name}/,/dist/{bad.name}/,/dist/{system['dirs'][2].name}/"
         res = open_playground(system, artifacts, case, timeout_s=180, builds=builds, mode="latent")
         name, shown, detail = "ChecksumMismatchError", "does not match its sha256", "served params_shard_0.bin"
+    elif case == "f16-lib":  # a real q0f16 WebGPU lib; SwiftShader has no shader-f16
+        from builder.make import make
+
+        f16 = make("tiny-qwen3", "q0f16", system["tmp"], targets=("webgpu", "cpu"), show_progress=False).out
+        builds = f"/dist/{f16.name}/,/dist/{system['dirs'][1].name}/,/dist/{f16.name}/"
+        res = open_playground(system, artifacts, case, timeout_s=180, builds=builds, mode="latent")
+        name, shown, detail = "ShaderF16UnsupportedError", "shader-f16", "use the f32 build: q0f32"
     else:
         builds = f"/dist/{system['dirs'][0].name}/,/dist/no-such-build/,/dist/{system['dirs'][2].name}/"
         # through the "Run latent" button instead of auto=1
