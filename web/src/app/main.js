@@ -229,8 +229,8 @@ function showAnswer(mode, answer) {
   d.textContent = answer;
 }
 
-const COLS = ["mode", "prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps", "e2e_ms", "prefill_tok_s", "decode_tok_s",
-  "speedup"];
+const COLS = ["mode", "prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps", "e2e_ms", "prefill_tok_s",
+  "decode_tok_s", "speedup"];
 
 function showTable(results) {
   const tb = $("compare").tBodies[0];
@@ -243,8 +243,8 @@ function showTable(results) {
     const e2e = m.e2e_latency_s * 1000;
     const speed = text && mode === "latent" ? `${fmt(text.e2e_latency_s * 1000 / e2e, 2)}x` : mode === "text" ? "1.00x" : "-";
     const tr = el("tr", null, { id: `row-${mode}` });
-    for (const v of [mode, m.prompt_tokens, m.reused_tokens, m.generated_tokens, m.latent_steps, fmt(e2e, 0), fmt(m.prefill_tokens_per_s),
-      fmt(m.decode_tokens_per_s, 2), speed]) tr.append(el("td", v));
+    for (const v of [mode, m.prompt_tokens, m.reused_tokens, m.generated_tokens, m.latent_steps, fmt(e2e, 0),
+      fmt(m.prefill_tokens_per_s), fmt(m.decode_tokens_per_s, 2), speed]) tr.append(el("td", v));
     tb.append(tr);
   }
 }

@@ -69,7 +69,8 @@ export class Model {
     const model = new Model(tvm, manifest, chatConfig, maxSeqLen);
     await model.init((k) => onProgress({ stage: "kernels", fraction: k.fraction, text: k.text }));
     lap("pipelines_ms");
-    model.loadTimes = { ...times, kernels_compiled: model.pipelines.compiled, kernels_skipped: model.pipelines.skipped };
+    const { compiled, skipped } = model.pipelines;
+    model.loadTimes = { ...times, kernels_compiled: compiled, kernels_skipped: skipped };
     onProgress({ stage: "ready", fraction: 1 });
     return model;
   }
@@ -182,7 +183,9 @@ export class Sequence {
 
   // Keep the first n positions: their KV entries stay valid, causal attention never looked ahead.
   truncate(n) {
-    if (!(n >= 0 && n <= this.length)) throw new Error(`cannot truncate a sequence of ${this.length} positions to ${n}`);
+    if (!(n >= 0 && n <= this.length)) {
+      throw new Error(`cannot truncate a sequence of ${this.length} positions to ${n}`);
+    }
     if (n === this.length) return;
     const tvm = this.model.tvm;
     tvm.beginScope();
