@@ -130,15 +130,8 @@ class LatentMAS:
         self.m = self.lf.meta["latent_steps"]
 
     def _link(self, key: str, x: np.ndarray) -> np.ndarray:
-        # A link is a few small matmuls: one torch thread. With torch's default pool its idle workers keep
-        # spinning on the cores TVM's pool needs for the next step (measured under load: 32 ms -> 24 ms a step).
-        prev = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.no_grad():
-                return self.links[key](torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-        finally:
-            torch.set_num_threads(prev)
+        with torch.no_grad():
+            return self.links[key](torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
     def _stage(self, mt: Metrics, agent: str, rnd: int, stage: str, t0: float, **extra):
         mt.stages.append({"agent": agent, "round": rnd, "stage": stage,
@@ -181,6 +174,16 @@ class LatentMAS:
             rounds: int | None = None, m: int | None = None) -> dict:
         """mode "latent": latent hand-offs; "text": each agent writes its message until its turn ends, at most
         `text_tokens` tokens (default TEXT_TOKENS, a full message; pass m for an equal-budget comparison)."""
+        # A link is a few small matmuls: one torch thread for the whole run. With torch's default pool its idle
+        # workers keep spinning on the cores TVM's pool needs for the next step (measured under load: 32 -> 24 ms).
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._run(question, mode, max_new_tokens, text_tokens, rounds, m)
+        finally:
+            torch.set_num_threads(prev)
+
+    def _run(self, question, mode, max_new_tokens, text_tokens, rounds, m) -> dict:
         rounds, m = rounds or self.rounds, m or self.m
         mt, p = Metrics(), self.pattern
         for agent in self.agents.values():
