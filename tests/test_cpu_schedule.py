@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from builder.convert.quantize import dequantize, quantize
+from builder.models.params import FLOAT, INT4, INT4_MIN, INT8
 
 
-def _linear_lib(k: int, o: int, quantized: bool):
+def _linear_lib(k: int, o: int, fmt: str):
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cpu_passes
     from tvm.relax.frontend import nn
@@ -18,7 +19,7 @@ def _linear_lib(k: int, o: int, quantized: bool):
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.proj = Linear(k, o, "float32", quantized, bias=True)
+            self.proj = Linear(k, o, "float32", fmt, bias=True)
 
         def forward(self, x: nn.Tensor, y: nn.Tensor):
             return self.proj(x) + y  # the residual-style epilogue the schedules fuse
@@ -34,23 +35,24 @@ def _linear_lib(k: int, o: int, quantized: bool):
     return tvm.relax.VirtualMachine(ex, tvm.cpu()), [n for n, _ in params]
 
 
-@pytest.mark.parametrize("quantized", [False, True], ids=["f32", "int4"])
+@pytest.mark.parametrize("fmt", [FLOAT, INT4, INT4_MIN, INT8])
 @pytest.mark.parametrize("k,o", [(64, 48), (64, 64), (96, 32), (32, 16)])
-def test_linear_schedules_match_numpy(k, o, quantized):
+def test_linear_schedules_match_numpy(k, o, fmt):
     """Every row count takes one of the two schedule branches (GEMV below FEW_ROWS, GEMM above, with and
-    without a row tail); panels of 3, 4, 2 and 1 vectors; the epilogue add fused."""
+    without a row tail); panels of 3, 4, 2 and 1 vectors; the epilogue add fused; every stored weight format."""
     import tvm
 
     rng = np.random.default_rng(k * 1000 + o)
-    vm, names = _linear_lib(k, o, quantized)
+    vm, names = _linear_lib(k, o, fmt)
     w = rng.standard_normal((o, k)).astype("float32") * 0.1
     bias = rng.standard_normal(o).astype("float32")
-    if quantized:
-        qw, qs = quantize(w)
-        w = dequantize(qw, qs)
-        values = {"proj.q_weight": qw, "proj.q_scale": qs, "proj.bias": bias}
+    values = {"proj.bias": bias}
+    if fmt == FLOAT:
+        values["proj.weight"] = w
     else:
-        values = {"proj.weight": w, "proj.bias": bias}
+        arrays = quantize(w, fmt=fmt)
+        w = dequantize(*arrays, fmt=fmt)
+        values.update(zip(("proj.q_weight", "proj.q_scale", "proj.q_min")[:len(arrays)], arrays, strict=True))
     params = [tvm.runtime.tensor(values[n], tvm.cpu()) for n in names]
     for rows in (1, 2, 3, 4, 6, 7, 13, 64):
         x = rng.standard_normal((1, rows, k)).astype("float32")

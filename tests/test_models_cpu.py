@@ -77,23 +77,26 @@ def test_q0f32_matches_transformers(built, preset):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("quant", ["q4f32_1", "q4f32_2"])
 @pytest.mark.parametrize("preset", TINY)
-def test_q4f32_graph_is_exact_on_dequantized_weights(built, preset):
-    """The int4 lib equals transformers running the same dequantized weights (the fused dequant is exact).
+def test_q4f32_graph_is_exact_on_dequantized_weights(built, preset, quant):
+    """The integer libs equal transformers running the same dequantized weights (the fused dequant is exact):
+    q4f32_1's symmetric int4, and q4f32_2's int4 with minimum (linear layers) and int8 (embedding, tied head).
 
-    Quality against the float model (cosine >= 0.99, top-1 >= 90%) is checked on the real SmolLM2 in
-    test_smollm2.py: random tiny models have near-tied logits over a 49k vocabulary, so int4 noise on
-    their Gaussian weights says little about real models.
+    Quality against float weights is checked on the real SmolLM2 in test_smollm2.py: random tiny models have
+    near-tied logits over a 49k vocabulary, so int4 noise on their Gaussian weights says little about real models.
     """
     from builder.convert.quantize import dequantize, quantize
+    from builder.models.params import weight_format
 
-    eng, hf = built(preset, "q4f32_1")
+    eng, hf = built(preset, quant)
     dq = transformers.AutoModelForCausalLM.from_config(hf.config).eval()
     dq.load_state_dict(hf.state_dict())
     with torch.no_grad():
-        for _, p in dq.named_parameters():
+        for name, p in dq.named_parameters():
             if p.dim() == 2:
-                p.copy_(torch.from_numpy(dequantize(*quantize(p.numpy()))))
+                fmt = weight_format(quant, "embedding" if "embed_tokens" in name else "linear")
+                p.copy_(torch.from_numpy(dequantize(*quantize(p.numpy(), fmt=fmt), fmt=fmt)))
     ids = np.random.default_rng(2).integers(0, eng.vocab_size, PROMPT_LEN)
     eng.reset()
     hidden = eng.hidden(eng.embed(ids))
@@ -101,7 +104,7 @@ def test_q4f32_graph_is_exact_on_dequantized_weights(built, preset):
     assert cosine_rows(hidden, ref_h).min() >= 0.99999
     assert np.abs(eng.logits(hidden) - ref_logits).max() <= 1e-4
     float_h, _ = reference(hf, ids)
-    print(f"{preset} q4f32_1 vs float weights: min hidden cosine {cosine_rows(hidden, float_h).min():.4f}")
+    print(f"{preset} {quant} vs float weights: min hidden cosine {cosine_rows(hidden, float_h).min():.4f}")
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """Weight conversion: ParamSpecs + a Source -> tensor cache (params_shard_*.bin + tensor-cache.json).
 
-One spec at a time: fetch its source tensors, stack them, cast or int4-quantize, write, free. Peak
-memory is about one (fused) tensor plus its converted copy, whatever the model size.
+One spec at a time: fetch its source tensors, stack them, cast or quantize (or copy a GGUF's blocks bit for bit
+when they are stored in the target format), write, free. Peak memory is about one (fused) tensor plus its
+converted copy, whatever the model size.
 """
 
 import math
@@ -14,7 +15,17 @@ from builder.convert.quantize import quantize
 from builder.convert.source import Source
 from builder.convert.tensor_cache import SHARD_BYTES, TensorCacheWriter
 from builder.errors import MlcbuildError
-from builder.models.params import GROUP_SIZE, ParamSpec, check_quant, is_quantized, model_dtype, stored_params
+from builder.models.params import (
+    FLOAT,
+    GROUP_SIZE,
+    INT4_MIN,
+    INT8,
+    ParamSpec,
+    check_quant,
+    model_dtype,
+    stored_params,
+    weight_format,
+)
 from builder.progress import bar
 
 
@@ -45,15 +56,34 @@ def gather(source: Source, spec: ParamSpec) -> np.ndarray:
     return out
 
 
-def encode(spec: ParamSpec, w: np.ndarray, quant: str) -> list[tuple[str, np.ndarray]]:
-    """The arrays stored for one spec under `quant`, named and typed as params.stored_params says."""
+def native(source: Source, spec: ParamSpec, quant: str) -> tuple[np.ndarray, ...] | None:
+    """The stored arrays copied from the source's own blocks (lossless: GGUF Q4_1 -> INT4_MIN, Q8_0 -> INT8), when
+    every source tensor of `spec` is stored that way; else None and the weight is quantized from float."""
+    fmt = weight_format(quant, spec.kind)
+    get = getattr(source, "get_native", None)
+    if fmt not in (INT4_MIN, INT8) or get is None:
+        return None
+    parts = [get(name, fmt) for name in spec.sources]
+    if any(p is None for p in parts):
+        return None
+    return tuple(np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i]
+                 for i in range(len(parts[0])))
+
+
+def encode(spec: ParamSpec, w: np.ndarray | None, quant: str,
+           arrays: tuple[np.ndarray, ...] | None = None) -> list[tuple[str, np.ndarray]]:
+    """The arrays stored for one spec under `quant`, named and typed as params.stored_params says: quantized from
+    the float weight `w`, or `arrays` already in the stored format (native blocks; scales cast to the model dtype)."""
     plan = stored_params(spec, quant)
     dtype = model_dtype(quant)
-    if is_quantized(quant) and spec.kind in ("linear", "embedding"):
+    fmt = weight_format(quant, spec.kind)
+    if arrays is not None:
+        arrays = (arrays[0], *(a.astype(dtype) for a in arrays[1:]))
+    elif fmt != FLOAT:
         if w.ndim != 2 or w.shape[1] % GROUP_SIZE:
-            raise MlcbuildError(f"{spec.name}: shape {w.shape} cannot be int4-quantized (input dim must be a "
+            raise MlcbuildError(f"{spec.name}: shape {w.shape} cannot be group-quantized (input dim must be a "
                                 f"multiple of {GROUP_SIZE})", "use q0f16 or q0f32 for this model")
-        arrays = quantize(w, scale_dtype=dtype)
+        arrays = quantize(w, scale_dtype=dtype, fmt=fmt)
     else:
         arrays = (w.astype(dtype, copy=False),)
     out = []
@@ -73,19 +103,21 @@ def convert(source: Source, specs: list[ParamSpec], quant: str, out_dir: Path, s
         raise MlcbuildError("duplicate parameter names in the model's ParamSpec list", "fix the model definition")
     start = time.perf_counter()
     n_params = sum(math.prod(s.shape) for s in specs)
-    n_stored = 0
+    n_stored = n_native = 0
     with TensorCacheWriter(Path(out_dir), shard_bytes=shard_bytes) as writer, \
             bar(total=len(specs), desc=f"convert {quant}", unit="tensor", enabled=show_progress) as pbar:
         for spec in specs:
-            w = gather(source, spec)
-            for name, arr in encode(spec, w, quant):
+            arrays = native(source, spec, quant)
+            w = gather(source, spec) if arrays is None else None
+            n_native += arrays is not None
+            for name, arr in encode(spec, w, quant, arrays):
                 writer.add(name, arr)
                 n_stored += 1
-            del w, arr  # drop this tensor before fetching the next one
+            del w, arr, arrays  # drop this tensor before fetching the next one
             pbar.update(1)
         metadata = {"ParamSize": n_params, "ParamBytes": writer.param_bytes,
                     "BitsPerParam": round(writer.param_bytes * 8 / n_params, 4) if n_params else 0.0}
         index = writer.close(metadata)
     return {"quantization": quant, "params": n_params, "bytes": writer.param_bytes, "tensors": n_stored,
-            "shards": len(index["records"]), "bits_per_param": metadata["BitsPerParam"],
+            "native": n_native,            "shards": len(index["records"]), "bits_per_param": metadata["BitsPerParam"],
             "seconds": round(time.perf_counter() - start, 3)}

@@ -139,6 +139,38 @@ class GGUFSource(Source):
                 w = unpermute_rows(w, self.config["num_key_value_heads"])
         return w
 
+    def get_native(self, name: str, fmt: str) -> tuple[np.ndarray, ...] | None:
+        """The stored arrays of `fmt` copied bit for bit from the file's blocks, when the tensor is stored in the
+        block type that `fmt` is (Q4_1 for INT4_MIN, Q8_0 for INT8); None otherwise (convert from float)."""
+        from gguf import GGMLQuantizationType as T
+
+        from builder.convert.quantize import pack_bytes, pack_nibbles
+        from builder.models.params import INT4_MIN, INT8
+
+        if name == "lm_head.weight" and name not in self._tensors and self.config["tie_word_embeddings"]:
+            name = "model.embed_tokens.weight"
+        t = self._tensors.get(name)
+        want = {INT4_MIN: (T.Q4_1, 20), INT8: (T.Q8_0, 34)}.get(fmt)
+        if t is None or want is None or t.tensor_type != want[0] or len(t.shape) != 2:
+            return None
+        rows, cols = int(t.shape[1]), int(t.shape[0])
+        blocks = np.asarray(t.data).reshape(rows, cols // 32, want[1])
+        scale = np.ascontiguousarray(blocks[..., 0:2]).view("<f2")[..., 0]
+        if fmt == INT8:  # d, then 32 signed bytes
+            q = (blocks[..., 2:34].view(np.int8).astype(np.int16) + 128).astype(np.uint8)
+            arrays = [pack_bytes(q.reshape(rows, cols)), scale]
+        else:  # d, m, then 16 bytes: element i in the low nibble of byte i, element i + 16 in its high nibble
+            low = np.ascontiguousarray(blocks[..., 2:4]).view("<f2")[..., 0]
+            qs = blocks[..., 4:20]
+            q = np.concatenate([qs & 0xF, qs >> 4], axis=-1)
+            arrays = [pack_nibbles(q.reshape(rows, cols)), scale, low]
+        if self.arch in _ROW_PERMUTED:
+            heads = {".self_attn.q_proj.": "num_attention_heads", ".self_attn.k_proj.": "num_key_value_heads"}
+            for part, key in heads.items():
+                if part in name:
+                    arrays = [unpermute_rows(a, self.config[key]) for a in arrays]
+        return tuple(np.ascontiguousarray(a) for a in arrays)
+
     def write_tokenizer(self, dst_dir: Path) -> list[str]:
         Path(dst_dir).mkdir(parents=True, exist_ok=True)
         return _tokenizer_via_transformers(Path(dst_dir), str(self.path.parent), gguf_file=self.path.name)

@@ -13,14 +13,15 @@ from tvm.target import Target
 
 from .config import ModelConfig
 from .layers import DecoderLayer, Embedding, Linear
-from .params import is_quantized, model_dtype
+from .params import model_dtype, weight_format
 
 
 class Body(nn.Module):
-    def __init__(self, cfg: ModelConfig, dtype: str, quantized: bool):
+    def __init__(self, cfg: ModelConfig, dtype: str, quant: str):
         super().__init__()
-        self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size, dtype, quantized)
-        self.layers = nn.ModuleList([DecoderLayer(cfg, dtype, quantized) for _ in range(cfg.num_hidden_layers)])
+        self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size, dtype, weight_format(quant, "embedding"))
+        linear = weight_format(quant, "linear")
+        self.layers = nn.ModuleList([DecoderLayer(cfg, dtype, linear) for _ in range(cfg.num_hidden_layers)])
         self.norm = nn.RMSNorm(cfg.hidden_size, -1, cfg.rms_norm_eps, bias=False, dtype=dtype)
 
 
@@ -39,10 +40,9 @@ class CausalLM(nn.Module):
         super().__init__()
         self.cfg, self.quant, self.target = cfg, quant, target
         self.dtype = model_dtype(quant)
-        quantized = is_quantized(quant)
-        self.model = Body(cfg, self.dtype, quantized)
+        self.model = Body(cfg, self.dtype, quant)
         if not cfg.tie_word_embeddings:
-            self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, self.dtype, quantized)
+            self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, self.dtype, weight_format(quant, "linear"))
 
     # -- internals --------------------------------------------------------------------------------
     def _hidden(self, embeds: Tensor, kv: PagedKVCache) -> Tensor:

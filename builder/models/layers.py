@@ -1,6 +1,6 @@
-"""Building blocks shared by every architecture: int4-aware Linear and Embedding, attention on TVM's
-paged KV cache, the gated MLP, and the decoder layer. Architecture files pick the switches
-(q/k norm, qkv bias, rope scaling) through ModelConfig.
+"""Building blocks shared by every architecture: Linear and Embedding over every stored weight format (float,
+int4, int4 with a minimum, int8: params.weight_format), attention on TVM's paged KV cache, the gated MLP, and the
+decoder layer. Architecture files pick the switches (q/k norm, qkv bias, rope scaling) through ModelConfig.
 """
 
 from tvm import te, tirx
@@ -9,100 +9,114 @@ from tvm.relax.frontend.nn import Tensor, op
 from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
 
 from .config import ModelConfig
-from .params import GROUP_SIZE, MAX_INT
+from .params import FLOAT, GROUP_SIZE, INT4, INT4_MIN, INT8, INT8_ZERO, MAX_INT
 
 
-def _int4_value(qw, qs, row, j, dtype: str):
-    """Weight (row, j) from packed nibbles: nibble j % 8 of word j // 8, minus MAX_INT, times its group scale."""
-    shift = (j % 8).astype("uint32") * tirx.const(4, "uint32")
-    nib = (qw[row, j // 8] >> shift) & tirx.const(0xF, "uint32")
-    return (nib.astype(dtype) - tirx.const(MAX_INT, dtype)) * qs[row, j // GROUP_SIZE]
+def weight_value(fmt: str, w: tuple, row, j, dtype: str):
+    """Weight (row, j) of a stored integer format, as `dtype`:
+    INT4      nibble j % 8 of word j // 8, minus MAX_INT, times the group scale;
+    INT4_MIN  that nibble times the group scale, plus the group minimum;
+    INT8      byte j % 4 of word j // 4, minus INT8_ZERO, times the group scale."""
+    qw, qs = w[0], w[1]
+    per_word, bits, mask = (4, 8, 0xFF) if fmt == INT8 else (8, 4, 0xF)
+    shift = (j % per_word).astype("uint32") * tirx.const(bits, "uint32")
+    q = ((qw[row, j // per_word] >> shift) & tirx.const(mask, "uint32")).astype(dtype)
+    scale = qs[row, j // GROUP_SIZE]
+    if fmt == INT4_MIN:
+        return q * scale + w[2][row, j // GROUP_SIZE]
+    return (q - tirx.const(MAX_INT if fmt == INT4 else INT8_ZERO, dtype)) * scale
 
 
-def matmul_nt(x: Tensor, weight: Tensor | tuple[Tensor, Tensor], out_features: int, dtype: str,
+def matmul_nt(x: Tensor, weight: tuple[Tensor, ...], fmt: str, out_features: int, dtype: str,
               name: str = "linear") -> Tensor:
     """y[b, s, o] = sum_k x[b, s, k] * W[o, k] as ONE kernel, W stored [out, in] (no transposed copy).
 
-    `weight` is a float W or the int4 pair (q_weight, q_scale); the dequantization is a stage inside the same
-    kernel, so neither a transposed nor a dequantized weight is ever written to memory. The schedulers
-    (dlight on WebGPU, builder/cpu_schedule.py on CPU) see one reduction with a weight prologue.
+    `weight` is (W,) for FLOAT, else the stored tensors of `fmt` (q_weight, q_scale[, q_min]); the dequantization
+    is a stage inside the same kernel, so neither a transposed nor a dequantized weight is ever written to memory.
+    The schedulers (dlight on WebGPU, builder/cpu_schedule.py on CPU) see one reduction with a weight prologue.
     """
-    quantized = isinstance(weight, tuple)
     k_dim = x.shape[-1]
 
     def compute(xt, *w):
-        if quantized:
-            qw, qs = w
-            wt = te.compute((out_features, k_dim), lambda o, j: _int4_value(qw, qs, o, j, dtype), name="dequantize")
-        else:
+        if fmt == FLOAT:
             (wt,) = w
+        else:
+            wt = te.compute((out_features, k_dim), lambda o, j: weight_value(fmt, w, o, j, dtype), name="dequantize")
         b, s, _ = xt.shape
         k = te.reduce_axis((0, k_dim), name="k")
         return te.compute((b, s, out_features), lambda i, t, o: te.sum(xt[i, t, k] * wt[o, k], axis=k),
                           name="matmul")
 
-    args = [x, *weight] if quantized else [x, weight]
-    return op.tensor_expr_op(compute, name + ("_q4" if quantized else ""), args=args)
+    suffix = {FLOAT: "", INT4: "_q4", INT4_MIN: "_q4m", INT8: "_q8"}[fmt]
+    return op.tensor_expr_op(compute, name + suffix, args=[x, *weight])
+
+
+def _weight_params(module: nn.Module, fmt: str, rows: int, cols: int, dtype: str):
+    """The stored tensors of one weight, as params.stored_params lists them (same names, order, shapes)."""
+    if fmt == FLOAT:
+        module.weight = nn.Parameter((rows, cols), dtype)
+        return
+    module.q_weight = nn.Parameter((rows, cols // (4 if fmt == INT8 else 8)), "uint32")
+    module.q_scale = nn.Parameter((rows, cols // GROUP_SIZE), dtype)
+    if fmt == INT4_MIN:
+        module.q_min = nn.Parameter((rows, cols // GROUP_SIZE), dtype)
+
+
+def _weight_args(module: nn.Module, fmt: str) -> tuple:
+    if fmt == FLOAT:
+        return (module.weight,)
+    return (module.q_weight, module.q_scale, module.q_min) if fmt == INT4_MIN else (module.q_weight, module.q_scale)
 
 
 class Linear(nn.Module):
-    """y = x @ W^T (+ b). Float weights, or int4 groups (q_weight, q_scale) dequantized in the graph."""
+    """y = x @ W^T (+ b), W in any stored format (dequantized inside the matmul kernel)."""
 
-    def __init__(self, in_features: int, out_features: int, dtype: str, quantized: bool, bias: bool = False):
+    def __init__(self, in_features: int, out_features: int, dtype: str, fmt: str, bias: bool = False):
         super().__init__()
-        self.in_features, self.out_features, self.dtype, self.quantized = in_features, out_features, dtype, quantized
-        if quantized:
-            self.q_weight = nn.Parameter((out_features, in_features // 8), "uint32")
-            self.q_scale = nn.Parameter((out_features, in_features // GROUP_SIZE), dtype)
-        else:
-            self.weight = nn.Parameter((out_features, in_features), dtype)
+        self.in_features, self.out_features, self.dtype, self.fmt = in_features, out_features, dtype, fmt
+        _weight_params(self, fmt, out_features, in_features, dtype)
         self.bias = nn.Parameter((out_features,), dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        w = (self.q_weight, self.q_scale) if self.quantized else self.weight
-        y = matmul_nt(x, w, self.out_features, self.dtype)
+        y = matmul_nt(x, _weight_args(self, self.fmt), self.fmt, self.out_features, self.dtype)
         return y + self.bias if self.bias is not None else y
 
 
 class Embedding(nn.Module):
-    """Token embedding; under int4 only the looked-up rows are dequantized. Doubles as a tied LM head."""
+    """Token embedding; for integer formats only the looked-up rows are dequantized. Doubles as a tied LM head."""
 
-    def __init__(self, vocab: int, dim: int, dtype: str, quantized: bool):
+    def __init__(self, vocab: int, dim: int, dtype: str, fmt: str):
         super().__init__()
-        self.vocab, self.dim, self.dtype, self.quantized = vocab, dim, dtype, quantized
-        if quantized:
-            self.q_weight = nn.Parameter((vocab, dim // 8), "uint32")
-            self.q_scale = nn.Parameter((vocab, dim // GROUP_SIZE), dtype)
-        else:
-            self.weight = nn.Parameter((vocab, dim), dtype)
+        self.vocab, self.dim, self.dtype, self.fmt = vocab, dim, dtype, fmt
+        _weight_params(self, fmt, vocab, dim, dtype)
 
     def forward(self, ids: Tensor) -> Tensor:
-        dim, dtype = self.dim, self.dtype
-        if not self.quantized:  # a plain gather (op.take's fast mode warns on every build)
+        dim, dtype, fmt = self.dim, self.dtype, self.fmt
+        if fmt == FLOAT:  # a plain gather (op.take's fast mode warns on every build)
 
             def gather(w, idx):
                 return te.compute((idx.shape[0], dim), lambda n, j: w[idx[n], j], name="embed_gather")
 
             return op.tensor_expr_op(gather, "embed_gather", args=[self.weight, ids])
 
-        def compute(qw, qs, idx):  # only the looked-up rows are dequantized
-            return te.compute((idx.shape[0], dim), lambda n, j: _int4_value(qw, qs, idx[n], j, dtype),
+        def compute(*args):  # only the looked-up rows are dequantized
+            *w, idx = args
+            return te.compute((idx.shape[0], dim), lambda n, j: weight_value(fmt, w, idx[n], j, dtype),
                               name="embed_dequantize")
 
-        return op.tensor_expr_op(compute, "embed_dequantize", args=[self.q_weight, self.q_scale, ids])
+        return op.tensor_expr_op(compute, "embed_dequantize", args=[*_weight_args(self, fmt), ids])
 
     def lm_head(self, x: Tensor) -> Tensor:
-        w = (self.q_weight, self.q_scale) if self.quantized else self.weight
-        return matmul_nt(x, w, self.vocab, self.dtype, name="lm_head")
+        return matmul_nt(x, _weight_args(self, self.fmt), self.fmt, self.vocab, self.dtype, name="lm_head")
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, dtype: str, quantized: bool):
+    def __init__(self, cfg: ModelConfig, dtype: str, fmt: str):
         super().__init__()
         self.cfg = cfg
         h, kv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        self.qkv_proj = Linear(cfg.hidden_size, (h + 2 * kv) * d, dtype, quantized, bias=cfg.qkv_bias)
-        self.o_proj = Linear(h * d, cfg.hidden_size, dtype, quantized)
+        self.qkv_proj = Linear(cfg.hidden_size, (h + 2 * kv) * d, dtype, fmt, bias=cfg.qkv_bias)
+        self.o_proj = Linear(h * d, cfg.hidden_size, dtype, fmt)
         if cfg.qk_norm:
             self.q_norm = nn.RMSNorm(d, -1, cfg.rms_norm_eps, bias=False, dtype=dtype)
             self.k_norm = nn.RMSNorm(d, -1, cfg.rms_norm_eps, bias=False, dtype=dtype)
@@ -120,11 +134,11 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig, dtype: str, quantized: bool):
+    def __init__(self, cfg: ModelConfig, dtype: str, fmt: str):
         super().__init__()
         self.inter = cfg.intermediate_size
-        self.gate_up_proj = Linear(cfg.hidden_size, 2 * cfg.intermediate_size, dtype, quantized)
-        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, dtype, quantized)
+        self.gate_up_proj = Linear(cfg.hidden_size, 2 * cfg.intermediate_size, dtype, fmt)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, dtype, fmt)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = op.split(self.gate_up_proj(x), 2, axis=-1)
@@ -132,12 +146,12 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, dtype: str, quantized: bool):
+    def __init__(self, cfg: ModelConfig, dtype: str, fmt: str):
         super().__init__()
         self.input_layernorm = nn.RMSNorm(cfg.hidden_size, -1, cfg.rms_norm_eps, bias=False, dtype=dtype)
-        self.self_attn = Attention(cfg, dtype, quantized)
+        self.self_attn = Attention(cfg, dtype, fmt)
         self.post_attention_layernorm = nn.RMSNorm(cfg.hidden_size, -1, cfg.rms_norm_eps, bias=False, dtype=dtype)
-        self.mlp = MLP(cfg, dtype, quantized)
+        self.mlp = MLP(cfg, dtype, fmt)
 
     def forward(self, x: Tensor, kv_cache: PagedKVCache, layer_id: int) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), kv_cache, layer_id)
