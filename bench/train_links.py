@@ -180,7 +180,7 @@ def child(name: str, conf: dict, threads: int) -> None:
     if spec == "memory:qwen3-0.6b":
         model, tok, mid = _random_qwen3_in_memory()
     else:
-        model, tok, mid = load_model(spec)
+        model, tok, mid, _ = load_model(spec)
     res["load_s"] = time.perf_counter() - t0
     res["phases"]["load"] = {"peak_mb": _peak_mb()}
     cfg = model.config

@@ -126,22 +126,26 @@ def _targets(target: str) -> tuple[str, ...]:
 
 @cli.command()
 @click.argument("model")
-@click.option("--quant", "-q", default=None, help="q0f32, q0f16, q4f32_1 or q4f16_1 (default: the preset's).")
+@click.option("--quant", "-q", default=None,
+              help="q0f32, q0f16, q4f32_1, q4f16_1, q4f32_2 or q4f16_2 (default: the preset's).")
 @click.option("--out", "-o", "out", default="dist", show_default=True, type=click.Path(file_okay=False),
               help="Output root; the build goes to OUT/<name>-<quant>/.")
 @click.option("--target", "-t", default="all", show_default=True, type=TARGET_CHOICES)
 @click.option("--opt", "opt_level", default=1, show_default=True, type=click.IntRange(0, 3),
               help="wasm link optimisation level (-O1 for tests, -O2/-O3 for releases).")
 @click.option("--revision", default=None, help="Hugging Face revision (branch, tag or commit).")
-@click.option("--links", is_flag=True, help="Also train RecursiveLinks (planner -> critic -> solver, all this "
-              "model) and ship recursivelink.json in the output.")
+@click.option("--links", is_flag=True, help="Also ship RecursiveLinks (planner -> critic -> solver, all this "
+              "model) as recursivelink.json: the links shipped with mlcbuild when they were trained on these exact "
+              "weights, else trained now.")
+@click.option("--links-train", is_flag=True, help="With --links: train even when shipped links match.")
 @click.option("--links-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Ship this trained recursivelink.json instead of training (validated against the model).")
-@click.option("--links-steps", default=20, show_default=True, type=click.IntRange(0, 100000),
-              help="Outer-loop steps when training links.")
+              help="Ship this trained recursivelink.json instead (validated against the model and its weights).")
+@click.option("--links-steps", default=300, show_default=True, type=click.IntRange(0, 100000),
+              help="Teacher-forced outer steps when training links.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
-def make(model, quant, out, target, opt_level, revision, links, links_file, links_steps, quiet, as_json):
+def make(model, quant, out, target, opt_level, revision, links, links_train, links_file, links_steps, quiet,
+         as_json):
     """Fetch, convert, compile and package MODEL (a preset, an HF directory or a .gguf file)."""
     from pathlib import Path
 
@@ -149,8 +153,8 @@ def make(model, quant, out, target, opt_level, revision, links, links_file, link
     from .make import make as run_make
     from .summary import render_summary
 
-    step = LinksStep(file=Path(links_file), outer_steps=0) if links_file else \
-        LinksStep(outer_steps=links_steps) if links else None
+    step = LinksStep(file=Path(links_file)) if links_file else \
+        LinksStep(train=links_train, outer_steps=links_steps) if links or links_train else None
     res = run_make(model, quant, Path(out), _targets(target), opt_level, revision,
                    show_progress=not (quiet or as_json), links=step)
     if as_json:
@@ -249,22 +253,26 @@ def ask(build_dir, question, max_tokens, as_json):
 @click.option("--links", "links_file", required=True, type=click.Path(dir_okay=False, exists=True),
               help="recursivelink.json trained for these agents.")
 @click.option("--question", "-q", required=True)
-@click.option("--mode", default="both", show_default=True, type=click.Choice(["latent", "text", "both"]))
+@click.option("--mode", default="both", show_default=True,
+              type=click.Choice(["latent", "text", "single", "both", "all"]),
+              help="both: latent and text; all: single agent, text MAS and latent MAS side by side.")
 @click.option("--rounds", type=click.IntRange(1, 64), default=None, help="Default: the links' r.")
 @click.option("--latent-steps", type=click.IntRange(1, 4096), default=None, help="Default: the links' m.")
 @click.option("--max-tokens", default=32, show_default=True, type=click.IntRange(1, 4096),
-              help="The final answer's budget (both modes).")
+              help="The final answer's budget (every mode).")
 @click.option("--text-tokens", default=256, show_default=True, type=click.IntRange(1, 4096),
               help="Text mode: each agent writes until its turn ends, at most this many tokens.")
 @click.option("--browser", is_flag=True, help="Run the playground's JS loop on the WebGPU libraries in headless "
               "Chromium instead of the Python loop on the CPU libraries.")
+@click.option("--force-links", is_flag=True, help="Run links trained on other weights than the builds' (warns).")
 @click.option("--json", "as_json", is_flag=True)
-def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, text_tokens, browser, as_json):
-    """Run the RecursiveMAS loop: latent hand-offs, text hand-offs, or both, and compare them."""
+def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, text_tokens, browser, force_links,
+        as_json):
+    """Run the RecursiveMAS loop: latent hand-offs, text hand-offs, the final agent alone, and compare them."""
     from pathlib import Path
 
     dirs = [Path(a.strip()) for a in agents.split(",") if a.strip()]
-    modes = ["latent", "text"] if mode == "both" else [mode]
+    modes = {"both": ["latent", "text"], "all": ["single", "text", "latent"]}.get(mode, [mode])
     if browser:
         from .latent_browser import run_browser
 
@@ -275,26 +283,76 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
     else:
         from .latent import LatentMAS
 
-        mas = LatentMAS(dirs, Path(links_file))
+        mas = LatentMAS(dirs, Path(links_file), force_links=force_links, warn=lambda s: click.echo(s, err=True))
         res = {md: mas.run(question, md, max_new_tokens=max_tokens, text_tokens=text_tokens, rounds=rounds,
                            m=latent_steps) for md in modes}
     if as_json:
         emit_json({md: {k: v for k, v in r.items() if k != "handoffs"} for md, r in res.items()})
         return
     where = "browser, WebGPU libs" if browser else "Python, CPU libs"
+    label = {"single": "single agent", "text": "text MAS", "latent": "latent MAS"}
     for md, r in res.items():
-        click.echo(f"[{md}] {r['answer']}")
+        click.echo(f"[{label[md]}] {r['answer'].strip()}")
     click.echo(f"\n{where}\n{'mode':<7} {'prompt tok':>10} {'reused tok':>10} {'generated':>10} {'latent steps':>13} "
                f"{'e2e s':>8}")
     for md, r in res.items():
         m = r["metrics"]
         click.echo(f"{md:<7} {m['prompt_tokens']:>10} {m['reused_tokens']:>10} {m['generated_tokens']:>10} "
                    f"{m['latent_steps']:>13} {m['e2e_latency_s']:>8.2f}")
-    if len(res) == 2:
+    if {"latent", "text"} <= set(res):
         lat, txt = res["latent"]["metrics"], res["text"]["metrics"]
         fewer = 1 - lat["generated_tokens"] / txt["generated_tokens"] if txt["generated_tokens"] else 0.0
         click.echo(f"latent vs text: {txt['e2e_latency_s'] / lat['e2e_latency_s']:.2f}x faster end to end, "
                    f"{fewer:.1%} fewer generated tokens")
+
+
+@cli.command(name="eval")
+@click.option("--agents", required=True, help="Build folders (OUT/<name>-<quant>), one per pattern agent, in order.")
+@click.option("--links", "links_file", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="recursivelink.json trained for these agents.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="JSONL rows {question, answer, kind?}; default: the built-in held-out split.")
+@click.option("--modes", default="single,text,latent", show_default=True,
+              help="Comma-separated: single (the final agent alone), text (text MAS), latent (latent MAS).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N rows.")
+@click.option("--rounds", type=click.IntRange(1, 64), default=None, help="Default: the links' r.")
+@click.option("--latent-steps", type=click.IntRange(1, 4096), default=None, help="Default: the links' m.")
+@click.option("--max-tokens", default=24, show_default=True, type=click.IntRange(1, 4096),
+              help="The final answer's budget (every mode).")
+@click.option("--text-tokens", default=64, show_default=True, type=click.IntRange(1, 4096),
+              help="Text MAS: each agent writes until its turn ends, at most this many tokens.")
+@click.option("--force-links", is_flag=True, help="Run links trained on other weights than the builds' (warns).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and every row's outputs as JSON.")
+def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_tokens, text_tokens, force_links, quiet,
+             as_json):
+    """Exact-match accuracy of one agent, a text MAS and the latent MAS on held-out rows (CPU libraries)."""
+    from pathlib import Path
+
+    from train_links.data import builtin, load_jsonl
+
+    from .evaluate import MODES, evaluate, render
+    from .latent import LatentMAS
+    from .progress import bar
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in chosen if m not in MODES]
+    if bad or not chosen:
+        raise MlcbuildError(f"--modes: unknown mode(s) {bad or modes!r}", f"use a comma-separated subset of {MODES}")
+    rows = load_jsonl(data) if data else builtin()[1]
+    rows = rows[:limit] if limit else rows
+    mas = LatentMAS([Path(a.strip()) for a in agents.split(",") if a.strip()], Path(links_file),
+                    force_links=force_links, warn=lambda s: click.echo(s, err=True))
+    if rounds or latent_steps:
+        mas.rounds, mas.m = rounds or mas.rounds, latent_steps or mas.m
+    with bar(len(rows) * len(chosen), "eval", not (quiet or as_json), unit="run") as b:
+        res = evaluate(mas, rows, chosen, max_tokens, text_tokens, progress=b)
+    res["config"] = {"agents": agents, "links": str(links_file), "data": data or "builtin held-out",
+                     "rounds": mas.rounds, "latent_steps": mas.m, "max_tokens": max_tokens, "text_tokens": text_tokens}
+    if as_json:
+        emit_json(res)
+    else:
+        click.echo(render(res))
 
 
 def _register_more():

@@ -17,6 +17,17 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def source_digest(src: Path) -> str:
+    """Content hash of a model's source weights and configs (a folder's files, or one GGUF): a build manifest's
+    source.sha256, and the weights hash a recursivelink.json records for each agent."""
+    src = Path(src)
+    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.name}\0{p.stat().st_size}\0{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -93,7 +93,8 @@ class Agent:
 
 
 class LatentMAS:
-    def __init__(self, build_dirs: list[Path], links_file: Path, max_seq_len: int = 1024, reuse_kv: bool = True):
+    def __init__(self, build_dirs: list[Path], links_file: Path, max_seq_len: int = 1024, reuse_kv: bool = True,
+                 force_links: bool = False, warn=None):
         self.reuse_kv = reuse_kv
         from train_links import format as fmt
         from train_links.links import make_link
@@ -115,6 +116,7 @@ class LatentMAS:
             dims[name] = eng.hidden_size
             self.agents[name] = Agent(name, self.pattern.role(name), eng)
         self.lf = fmt.load(links_file, dims)  # again, now checked against the loaded models' hidden sizes
+        self._check_weights(links_file, build_dirs, force_links, warn)
         self.links = {}
         for meta in self.lf.meta["agents"]:
             link = make_link("inner", meta["hidden_size"], meta["hidden_size"],
@@ -128,6 +130,19 @@ class LatentMAS:
             self.links[e.key] = link.eval()
         self.rounds = self.lf.meta["rounds"]
         self.m = self.lf.meta["latent_steps"]
+
+    def _check_weights(self, links_file, build_dirs, force: bool, warn) -> None:
+        """Links trained on other weights than a build's would run and answer nonsense: refuse them (or warn)."""
+        for meta, d in zip(self.lf.meta["agents"], build_dirs, strict=True):
+            want = meta.get("weights_sha256")
+            have = self.agents[meta["name"]].engine.manifest.get("source", {}).get("sha256")
+            if want and have and want != have:
+                msg = (f"{links_file}: agent {meta['name']} was trained on {meta.get('model_id') or 'other weights'} "
+                       f"(weights {want[:12]}), but {d} holds weights {have[:12]}")
+                if not force:
+                    raise MlcbuildError(msg, "use links trained for these builds, or pass --force-links")
+                if warn:
+                    warn(f"warning: {msg}; running anyway (--force-links)")
 
     def _link(self, key: str, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -173,7 +188,8 @@ class LatentMAS:
     def run(self, question: str, mode: str = "latent", max_new_tokens: int = 32, text_tokens: int | None = None,
             rounds: int | None = None, m: int | None = None) -> dict:
         """mode "latent": latent hand-offs; "text": each agent writes its message until its turn ends, at most
-        `text_tokens` tokens (default TEXT_TOKENS, a full message; pass m for an equal-budget comparison)."""
+        `text_tokens` tokens (default TEXT_TOKENS, a full message; pass m for an equal-budget comparison);
+        "single": the final agent alone, its slots left empty (the one-agent baseline)."""
         # A link is a few small matmuls: one torch thread for the whole run. With torch's default pool its idle
         # workers keep spinning on the cores TVM's pool needs for the next step (measured under load: 32 -> 24 ms).
         prev = torch.get_num_threads()
@@ -192,6 +208,11 @@ class LatentMAS:
         t_start = time.perf_counter()
         prev: dict = {}
         answer = None
+        if mode == "single":
+            agent = self.agents[p.final]
+            emb, prefix = agent.prompt(question, {})
+            answer = self._decode_text(agent, question, emb, prefix, max_new_tokens, mt, 0)
+            rounds = 0
         for r in range(rounds):
             cur: dict = {}
             for name in p.order():

@@ -21,7 +21,7 @@ from . import __version__, pins
 from .compile import compile_model, lib_name
 from .errors import MlcbuildError
 from .fetch import Fetched, fetch
-from .fsutil import atomic_dir, sha256_file, write_json_atomic
+from .fsutil import atomic_dir, sha256_file, source_digest, write_json_atomic
 from .models import check_quant, model_config, param_specs
 
 MANIFEST = "manifest.json"
@@ -64,15 +64,6 @@ def _cpu_model() -> str:
     except OSError:
         return ""
     return "\n".join(next((ln for ln in lines if ln.startswith(k)), "") for k in ("model name", "flags"))
-
-
-def source_digest(src: Path) -> str:
-    """Content hash of the source weights and configs (a folder's files, or one GGUF)."""
-    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-    h = hashlib.sha256()
-    for p in files:
-        h.update(f"{p.name}\0{p.stat().st_size}\0{sha256_file(p)}\n".encode())
-    return h.hexdigest()
 
 
 def _check_writable(out_root: Path) -> None:
@@ -122,20 +113,34 @@ def chat_config(cfg, quant: str, tmp: Path, tokenizer_files: list[str], source_c
 
 @dataclass
 class LinksStep:
-    """RecursiveLinks as a build step: train a homogeneous planner -> critic -> solver set for this model
-    (the embedded-default pattern), or include an existing recursivelink.json after validating it."""
+    """RecursiveLinks as a build step: include a recursivelink.json after validating it against this model (an
+    explicit file, or the one shipped with mlcbuild for these weights), or train a homogeneous
+    planner -> critic -> solver set for this model (the embedded-default pattern) with train-links' recipe."""
 
     file: Path | None = None
-    inner_steps: int = 100
-    outer_steps: int = 20
+    train: bool = False  # train even when a shipped file matches the weights
+    shipped: bool = False  # `file` is the one shipped with mlcbuild for these weights
+    inner_steps: int = 600
+    outer_steps: int = 300
+    rollout_steps: int = 0
     rounds: int = 3
     latent_steps: int = 16
     seed: int = 0
 
+    def resolve(self, digest: str) -> "LinksStep":
+        """This step with `file` set to the shipped links for these weights, when there are some to use."""
+        if self.file or self.train:
+            return self
+        from train_links.shipped import find_shipped
+
+        hit = find_shipped(digest, "sequential")
+        return LinksStep(file=hit, shipped=True) if hit else self
+
     def key_parts(self, digest: str) -> list:
         if self.file:
             return ["links-file", sha256_file(self.file)]
-        return ["links-train", digest, self.inner_steps, self.outer_steps, self.rounds, self.latent_steps, self.seed]
+        return ["links-train", digest, self.inner_steps, self.outer_steps, self.rollout_steps, self.rounds,
+                self.latent_steps, self.seed]
 
 
 LINKS_FILE = "recursivelink.json"
@@ -168,6 +173,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
         keys[f"compile-{t}"] = _key("compile", __version__, pins.TVM, pins.EMSCRIPTEN, cfg.as_dict(), quant, t,
                                     opt_level if t == "webgpu" else 0, compiler_digest(t))
     if links:
+        links = links.resolve(digest)
         keys["links"] = _key(__version__, *links.key_parts(digest))
     reused, libs = [], {}
     try:
@@ -209,7 +215,7 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
             if _reuse(final, prev, "links", keys["links"], (LINKS_FILE,), tmp):
                 reused.append("links")
             else:
-                _links_step(links, fetched, cfg, tmp / LINKS_FILE, show_progress)
+                _links_step(links, fetched, cfg, digest, tmp / LINKS_FILE, show_progress)
             timings["links_s"] = round(time.perf_counter() - t0, 2)
         manifest = {
             "format": "mlcbuild-manifest/1", "name": fetched.name, "quantization": quant,
@@ -220,6 +226,7 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
                          "@mlc-ai/web-runtime": pins.WEB_RUNTIME},
             "options": {"targets": list(targets), "opt_level": opt_level, "quantization": quant},
             "libs": libs, "steps": keys, "links": LINKS_FILE if links else None,
+            "links_from": None if not links else "shipped" if links.shipped else "file" if links.file else "trained",
             "files": {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
                       for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST},
         }
@@ -241,7 +248,7 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
     return manifest
 
 
-def _links_step(links: LinksStep, fetched: Fetched, cfg, dst: Path, show_progress: bool) -> None:
+def _links_step(links: LinksStep, fetched: Fetched, cfg, digest: str, dst: Path, show_progress: bool) -> None:
     from train_links import format as fmt
 
     if links.file:
@@ -250,15 +257,21 @@ def _links_step(links: LinksStep, fetched: Fetched, cfg, dst: Path, show_progres
         if wrong:
             raise MlcbuildError(f"{links.file}: agents {wrong} do not match {fetched.name} (hidden {cfg.hidden_size})",
                                 "train links for this model: mlcbuild make ... --links")
+        other = {a["name"] for a in lf.meta["agents"] if a.get("weights_sha256") not in (None, "", digest)}
+        if other:
+            raise MlcbuildError(f"{links.file}: agents {sorted(other)} were trained on other weights than "
+                                f"{fetched.name} (weights sha256 {digest[:12]})",
+                                "train links for this model: mlcbuild make ... --links --links-train")
         shutil.copyfile(links.file, dst)
         return
-    from train_links.pipeline import Config, run
+    from train_links.config import Config
+    from train_links.pipeline import run
 
     with tempfile.TemporaryDirectory(prefix="mlcbuild-links-") as tmpd:
         run(Config(agents=[str(fetched.path)] * 3, pattern="sequential", rounds=links.rounds,
                    latent_steps=links.latent_steps, inner_steps=links.inner_steps, outer_steps=links.outer_steps,
-                   batch=1, seed=links.seed, out=str(dst), checkpoint=str(Path(tmpd) / "links.ckpt"),
-                   progress=show_progress), echo=lambda s: None)
+                   rollout_steps=links.rollout_steps, seed=links.seed, out=str(dst),
+                   checkpoint=str(Path(tmpd) / "links.ckpt"), progress=show_progress), echo=lambda s: None)
 
 
 def verify_output(out: Path) -> dict:

@@ -21,7 +21,8 @@ def render_summary(res) -> str:
     for target, lib in m["libs"].items():
         rows.append((f"{target} lib", f"{lib} ({_mb(files[lib]['size'])})"))
     if m.get("links"):
-        rows.append(("links", f"{m['links']} ({_mb(files[m['links']]['size'])})"))
+        origin = {"shipped": ", shipped with mlcbuild for these weights", "trained": ", trained now"}
+        rows.append(("links", f"{m['links']} ({_mb(files[m['links']]['size'])}{origin.get(m.get('links_from'), '')})"))
     t = res.timings
     steps = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items() if k.endswith("_s"))
     rows.append(("time", steps))

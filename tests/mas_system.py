@@ -35,6 +35,7 @@ def links_for_dims(src, dst, d: int):
     rng = np.random.default_rng(0)
     for a in doc["agents"]:
         a["hidden_size"] = d
+        a["model_id"] = a["weights_sha256"] = ""  # random links: trained on no model in particular
     for link in doc["links"]:
         width = d if link["kind"] == "inner" else 2 * d
         link.update(src_dim=d, dst_dim=d, width=width, dtype="f32", tensors={})

@@ -95,3 +95,82 @@ def test_run_command_reports_latent_and_text(system, cli):
     assert res["latent"]["metrics"]["generated_tokens"] < res["text"]["metrics"]["generated_tokens"]
     bad = cli("run", "--agents", agents, "--links", str(system["dirs"][0] / "manifest.json"), "-q", QUESTION)
     assert bad.returncode != 0 and bad.stderr.startswith("mlcbuild: error:") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_single_mode_is_the_final_agent_alone(system, cli):
+    """"single" decodes the final agent's prompt with its slots empty, equal to PyTorch; `run --mode all` prints the
+    three answers side by side."""
+    mas = LatentMAS(system["dirs"], system["links_file"])
+    out = mas.run(QUESTION, "single", max_new_tokens=8)
+    solver = system["agents"]["solver"]
+    with torch.no_grad():
+        want = generate(solver, solver.prompt_embeds({"question": QUESTION}, {}), 8)
+    assert out["answer"] == want and out["metrics"]["latent_steps"] == 0 and out["handoffs"] == []
+    agents = ",".join(str(d) for d in system["dirs"])
+    p = cli("run", "--agents", agents, "--links", str(system["links_file"]), "-q", QUESTION, "--max-tokens", "4",
+            "--text-tokens", "4", "--mode", "all")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert [x.split("]")[0] for x in lines[:3]] == ["[single agent", "[text MAS", "[latent MAS"]
+    assert "latent vs text:" in p.stdout
+
+
+@pytest.mark.slow
+def test_eval_command_scores_every_mode_and_family(system, cli, tmp_path):
+    """`mlcbuild eval` on the compiled libs: per-mode and per-family exact match computed from the outputs it
+    reports, the same answers as `run`, and bad rows named by file and line."""
+    import json
+
+    from train_links.data import exact_match
+
+    rows = [{"question": QUESTION, "answer": "12", "kind": "arithmetic"},
+            {"question": "What is the capital of France?", "answer": "Paris", "kind": "facts"},
+            {"question": "Which number is larger, 3 or 9?", "answer": "9", "kind": "comparison"}]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    agents = ",".join(str(d) for d in system["dirs"])
+    p = cli("eval", "--agents", agents, "--links", str(system["links_file"]), "--data", str(data), "--max-tokens",
+            "6", "--text-tokens", "4", "--json")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert set(res["modes"]) == {"single", "text", "latent"} and len(res["rows"]) == 3
+    mas = LatentMAS(system["dirs"], system["links_file"])
+    for mode, summary in res["modes"].items():
+        outs = [r["outputs"][mode]["output"] for r in res["rows"]]
+        hits = [exact_match(o, r["answer"]) for o, r in zip(outs, rows, strict=True)]
+        assert summary["correct"] == sum(hits) and summary["accuracy"] == sum(hits) / 3
+        assert {k: v["correct"] for k, v in summary["by_kind"].items()} == \
+            {r["kind"]: int(h) for r, h in zip(rows, hits, strict=True)}
+        assert summary["generated_tokens"] > 0 and summary["prompt_tokens"] > 0
+        assert (summary["latent_steps"] > 0) == (mode == "latent")
+        assert outs[0] == mas.run(QUESTION, mode, max_new_tokens=6, text_tokens=4)["answer"].strip()
+    table = cli("eval", "--agents", agents, "--links", str(system["links_file"]), "--data", str(data), "--limit",
+                "1", "--modes", "single,latent", "--quiet")
+    assert table.returncode == 0 and "exact match" in table.stdout and "latent MAS" in table.stdout
+    data.write_text(json.dumps(rows[0]) + "\n" + '{"question": "q"}\n')
+    bad = cli("eval", "--agents", agents, "--links", str(system["links_file"]), "--data", str(data))
+    assert bad.returncode == 1 and bad.stderr.strip() == f"mlcbuild: error: {data}:2: missing 'answer' " \
+        "(every row needs question and answer)"
+    bad = cli("eval", "--agents", agents, "--links", str(system["links_file"]), "--modes", "latent,oracle")
+    assert bad.returncode != 0 and "unknown mode" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_links_trained_on_other_weights_are_refused(system, cli, tmp_path):
+    """A links file whose agents record other weights than the builds' runs only with --force-links (and warns)."""
+    import json
+
+    doc = json.loads(system["links_file"].read_text())
+    assert all(a["weights_sha256"] for a in doc["agents"])
+    doc["agents"][1]["weights_sha256"] = "0" * 64
+    doc["agents"][1]["model_id"] = "Qwen/Qwen3-0.6B"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(doc))
+    agents = ",".join(str(d) for d in system["dirs"])
+    p = cli("run", "--agents", agents, "--links", str(other), "-q", QUESTION, "--mode", "latent", "--max-tokens", "2")
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert "agent critic was trained on Qwen/Qwen3-0.6B" in p.stderr and "--force-links" in p.stderr
+    p = cli("run", "--agents", agents, "--links", str(other), "-q", QUESTION, "--mode", "latent", "--max-tokens", "2",
+            "--force-links")
+    assert p.returncode == 0 and "warning:" in p.stderr and "running anyway" in p.stderr

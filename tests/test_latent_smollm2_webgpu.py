@@ -1,4 +1,4 @@
-"""The real model in the browser: three SmolLM2-135M-Instruct q4f32_1 agents run the latent loop on WebGPU
+"""The real model in the browser: three SmolLM2-135M-Instruct q4f32_2 agents run the latent loop on WebGPU
 (headless Chromium, SwiftShader) for a few latent steps and a few decoded tokens, checked against the same
 loop on the CPU libraries in Python. SwiftShader takes about a minute per 60-token prefill here, so the case
 is as small as still meaningful: one round, two latent steps per agent, three answer tokens."""
@@ -19,7 +19,7 @@ ROUNDS, M, MAX_NEW = 1, 2, 3
 @pytest.fixture(scope="module")
 def smollm2_system(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("smollm2-latent")
-    build = make("smollm2-135m", "q4f32_1", tmp, targets=("webgpu", "cpu"), show_progress=False).out
+    build = make("smollm2-135m", "q4f32_2", tmp, targets=("webgpu", "cpu"), show_progress=False).out
     agents, links, pattern = tiny_links(m=M, rounds=ROUNDS)  # the pattern and file layout; dims rewritten below
     tiny = fmt.save(tmp / "tiny-links.json", agents, pattern, links, m=M, rounds=ROUNDS)
     links_file = links_for_dims(tiny, tmp / "recursivelink.json", 576)  # random, self-consistent d=576 links

@@ -29,7 +29,7 @@ def test_smollm2_links_train_and_round_trip(tmp_path):
     after = inner_cosine(links.inner["solver"], held_pairs)
     print(f"SmolLM2 solver held-out next-token cosine {before:.3f} -> {after:.3f}")
     assert after > before + 0.1
-    losses = OuterTrainer(agents, links, p, train, steps=2, rounds=2, m=4, batch=1).run()
+    losses = OuterTrainer(agents, links, p, train, teacher_steps=1, rollout_steps=1, rounds=2, m=4, batch=2).run()
     assert all(math.isfinite(x) for x in losses)
     for key, link in links.outer.items():
         assert link.w_res.weight.grad is not None and link.w_res.weight.grad.abs().sum() > 0, key

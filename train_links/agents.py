@@ -22,6 +22,7 @@ class Agent:
     model: torch.nn.Module
     tokenizer: object
     model_id: str = ""
+    weights_sha256: str = ""  # the model source's content hash (a build manifest's source.sha256)
     pieces: list = field(default_factory=list)  # [("text", ids) | ("field", name) | ("slot", name)]
     turn_end: str = ""  # text that closes an assistant turn, e.g. "<|im_end|>"
 
@@ -123,7 +124,7 @@ def split_prompt(tokenizer, role: Role, name: str = "") -> tuple[list, str]:
 
 
 def load_model(spec: str, dtype: torch.dtype = torch.float32):
-    """A preset name or local path (HF folder or .gguf) -> (model, tokenizer, model_id)."""
+    """A preset name or local path (HF folder or .gguf) -> (model, tokenizer, model_id, weights_sha256)."""
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -141,7 +142,9 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32):
     except (OSError, ValueError, KeyError) as e:
         raise MlcbuildError(f"{spec}: transformers cannot load it ({str(e).splitlines()[0][:160]})",
                             "pass a Hugging Face causal-LM folder, a .gguf file, or a preset") from None
-    return model, tok, f.model_id
+    from builder.fsutil import source_digest
+
+    return model, tok, f.model_id, source_digest(p)
 
 
 def make_agents(specs: list[str], pattern, dtype=torch.float32, cache: dict | None = None) -> list[Agent]:
@@ -154,6 +157,6 @@ def make_agents(specs: list[str], pattern, dtype=torch.float32, cache: dict | No
     for spec, role in zip(specs, pattern.roles, strict=True):
         if spec not in cache:
             cache[spec] = load_model(spec, dtype)
-        model, tok, mid = cache[spec]
-        agents.append(Agent(role, model, tok, mid))
+        model, tok, mid, digest = cache[spec]
+        agents.append(Agent(role, model, tok, mid, digest))
     return agents

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from .config import Config
 from .patterns import PATTERNS
 
 
@@ -18,11 +19,22 @@ from .patterns import PATTERNS
 @click.option("--rounds", type=int, default=3, show_default=True, help="Recursion rounds r.")
 @click.option("--latent-steps", type=int, default=16, show_default=True, help="Latent thoughts m per agent.")
 @click.option("--out", default="recursivelink.json", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--inner-steps", type=int, default=300, show_default=True)
-@click.option("--outer-steps", type=int, default=200, show_default=True)
-@click.option("--batch", type=int, default=4, show_default=True, help="Rows per outer step.")
-@click.option("--lr", type=float, default=5e-4, show_default=True, help="Outer-loop learning rate.")
-@click.option("--inner-lr", type=float, default=1e-3, show_default=True)
+@click.option("--inner-steps", type=int, default=Config.inner_steps, show_default=True)
+@click.option("--outer-steps", type=int, default=Config.outer_steps, show_default=True,
+              help="Teacher-forced outer steps (senders' hidden states over the ground-truth text of their turns).")
+@click.option("--rollout-steps", type=int, default=Config.rollout_steps, show_default=True,
+              help="Then outer steps through the exact inference computation (latent rollouts; slower).")
+@click.option("--batch", type=int, default=Config.batch, show_default=True, help="Rows per outer step (global, "
+              "split over torchrun ranks).")
+@click.option("--lr", type=float, default=Config.lr, show_default=True, help="Outer-loop learning rate.")
+@click.option("--inner-lr", type=float, default=Config.inner_lr, show_default=True)
+@click.option("--init", type=click.Choice(["ridge", "random"]), default=Config.init, show_default=True,
+              help="Outer links' start: closed-form ridge regression between paired states, or random.")
+@click.option("--pair-rows", type=int, default=Config.pair_rows, show_default=True,
+              help="Training rows whose assistant turns give the inner pairs and the ridge fit.")
+@click.option("--inner-width", type=int, default=None, help="Inner links' MLP width (default: the hidden size).")
+@click.option("--outer-width", type=int, default=None, help="Outer links' MLP width (default: 2x the receiver's "
+              "hidden size).")
 @click.option("--warmup", type=int, default=None, help="Warmup steps (default: 10% of --outer-steps).")
 @click.option("--dtype", type=click.Choice(["f32", "bf16"]), default="f32", show_default=True,
               help="Precision of the frozen agents (links train in f32).")
@@ -32,23 +44,34 @@ from .patterns import PATTERNS
 @click.option("--checkpoint", default=None, type=click.Path(dir_okay=False),
               help="Checkpoint file (default: OUT.ckpt).")
 @click.option("--checkpoint-every", type=int, default=50, show_default=True)
+@click.option("--val-rows", type=int, default=Config.val_rows, show_default=True,
+              help="Training rows held aside to score the links (latent MAS exact match) every --select-every "
+              "steps; the best links are kept. 0: keep the last links.")
+@click.option("--select-every", type=int, default=Config.select_every, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint if there is one.")
+@click.option("--stop-after", type=int, default=None, help="Stop after this outer step (the checkpoint and the links "
+              "so far are written); --resume goes on from there.")
 @click.option("--eval", "do_eval", is_flag=True, help="Report held-out answer CE and exact match: single agent, "
               "text MAS, latent MAS with untrained and with trained links.")
-@click.option("--eval-rows", type=int, default=20, show_default=True)
+@click.option("--eval-rows", type=int, default=Config.eval_rows, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def train_links_cmd(agents, pattern, data, rounds, latent_steps, out, inner_steps, outer_steps, batch, lr, inner_lr,
-                    warmup, dtype, link_dtype, seed, checkpoint, checkpoint_every, resume, do_eval, eval_rows, quiet,
+def train_links_cmd(agents, pattern, data, rounds, latent_steps, out, inner_steps, outer_steps, rollout_steps, batch,
+                    lr, inner_lr, init, pair_rows, inner_width, outer_width, warmup, dtype, link_dtype, seed,
+                    checkpoint, checkpoint_every, val_rows, select_every, resume, stop_after, do_eval, eval_rows, quiet,
                     as_json):
-    """Train RecursiveLinks (inner + outer) for frozen agents and write recursivelink.json."""
+    """Train RecursiveLinks (inner + outer) for frozen agents and write recursivelink.json.
+
+    Runs unchanged under `torchrun --nproc-per-node N` (data parallel: gloo on CPUs, nccl on GPUs)."""
     from .evaluate import render
-    from .pipeline import Config, run
+    from .pipeline import run
 
     cfg = Config(agents=[a.strip() for a in agents.split(",") if a.strip()], pattern=pattern, data=data,
                  rounds=rounds, latent_steps=latent_steps, out=out, inner_steps=inner_steps, outer_steps=outer_steps,
-                 batch=batch, lr=lr, inner_lr=inner_lr, warmup=warmup, dtype=dtype, link_dtype=link_dtype, seed=seed,
-                 checkpoint=checkpoint, checkpoint_every=max(1, checkpoint_every), resume=resume, eval=do_eval,
+                 rollout_steps=rollout_steps, batch=batch, lr=lr, inner_lr=inner_lr, init=init, pair_rows=pair_rows,
+                 inner_width=inner_width, outer_width=outer_width, warmup=warmup, dtype=dtype, link_dtype=link_dtype,
+                 seed=seed, checkpoint=checkpoint, checkpoint_every=max(1, checkpoint_every), resume=resume,
+                 stop_after=stop_after, val_rows=val_rows, select_every=max(1, select_every), eval=do_eval,
                  eval_rows=eval_rows, progress=not (quiet or as_json))
     echo = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
     summary = run(cfg, echo=echo)

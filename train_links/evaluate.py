@@ -1,40 +1,83 @@
-"""Held-out comparison: answer cross-entropy and exact-match accuracy for a single agent, a text MAS, and the
-latent MAS with untrained and with trained links (same agents, same pattern, same rounds)."""
+"""Held-out comparison in PyTorch (train-links --eval): exact match for a single agent, a text MAS, and the latent
+MAS with closed-form-init (untrained) and with trained links, plus the latent answer cross-entropy. Batched, greedy.
+`mlcbuild eval` measures the same on the compiled CPU libraries."""
 
 import torch
 
-from .data import exact_match
-from .rollout import answer_loss, generate
-from .system import run_latent, run_single, run_text
+from .batched import generate_batch, rollout_losses, run_latent_batch, single_prompts
+from .data import exact_match, well_formed
+
+BATCH = 16
 
 
 @torch.no_grad()
-def evaluate(agents, pattern, rows, rounds, m, untrained, trained, max_new: int = 16, text_tokens: int | None = None,
+def _text_prompts(agents, pattern, questions, rounds, text_tokens):
+    prev: dict[str, list[str]] = {}
+    for r in range(rounds):
+        cur: dict[str, list[str]] = {}
+        for name in pattern.order():
+            prompts = []
+            for i, q in enumerate(questions):
+                slots: dict = {}
+                for e in pattern.incoming(name):
+                    src = prev.get(e.src) if e.next_round else cur.get(e.src)
+                    if src is not None:
+                        slots[e.slot] = src[i] if e.slot not in slots else slots[e.slot] + "\n" + src[i]
+                prompts.append(agents[name].prompt_embeds({"question": q}, slots))
+            if r == rounds - 1 and name == pattern.final:
+                return prompts
+            cur[name] = generate_batch(agents[name], prompts, text_tokens)
+        prev = cur
+    raise AssertionError("the final agent is always in the last stage")
+
+
+@torch.no_grad()
+def latent_accuracy(agents, pattern, links, rows, rounds, m, max_new: int = 24) -> float:
+    """Exact match of the latent MAS on `rows` (batched, greedy)."""
+    hits = 0
+    for at in range(0, len(rows), BATCH):
+        chunk = rows[at:at + BATCH]
+        prompts = run_latent_batch(agents, links, pattern, [r["question"] for r in chunk], rounds, m)
+        answers = generate_batch(agents[pattern.final], prompts, max_new)
+        hits += sum(exact_match(a, r["answer"]) for a, r in zip(answers, chunk, strict=True))
+    return hits / max(1, len(rows))
+
+
+@torch.no_grad()
+def evaluate(agents, pattern, rows, rounds, m, untrained, trained, max_new: int = 24, text_tokens: int = 64,
              progress=None) -> dict[str, dict]:
-    """Returns {setting: {"answer_ce": float, "accuracy": float, "rows": n}}."""
+    """{setting: {"accuracy", "well_formed", "answer_ce" (latent settings), "rows"}}."""
     final = agents[pattern.final]
     settings = {
-        "single agent": lambda q: run_single(agents, pattern, q),
-        "text MAS": lambda q: run_text(agents, pattern, q, rounds, text_tokens or m),
-        "latent MAS, untrained links": lambda q: run_latent(agents, untrained, pattern, q, rounds, m),
-        "latent MAS, trained links": lambda q: run_latent(agents, trained, pattern, q, rounds, m),
+        "single agent": lambda qs: single_prompts(agents, pattern, qs),
+        "text MAS": lambda qs: _text_prompts(agents, pattern, qs, rounds, text_tokens),
+        "latent MAS, closed-form init": lambda qs: run_latent_batch(agents, untrained, pattern, qs, rounds, m),
+        "latent MAS, trained links": lambda qs: run_latent_batch(agents, trained, pattern, qs, rounds, m),
     }
     out = {}
     for name, build in settings.items():
-        ce = hits = 0.0
-        for row in rows:
-            emb = build(row["question"])
-            ce += float(answer_loss(final, emb, final.answer_ids(row["answer"])))
-            hits += exact_match(generate(final, emb, max_new), row["answer"])
+        hits = formed = 0
+        ce = 0.0
+        for at in range(0, len(rows), BATCH):
+            chunk = rows[at:at + BATCH]
+            answers = generate_batch(final, build([r["question"] for r in chunk]), max_new)
+            hits += sum(exact_match(a, r["answer"]) for a, r in zip(answers, chunk, strict=True))
+            formed += sum(well_formed(a, r["answer"]) for a, r in zip(answers, chunk, strict=True))
+            if name.startswith("latent"):
+                links = untrained if "init" in name else trained
+                ce += float(rollout_losses(agents, links, pattern, chunk, rounds, m).sum())
             if progress:
-                progress.update(1)
+                progress.update(len(chunk))
         n = max(1, len(rows))
-        out[name] = {"answer_ce": ce / n, "accuracy": hits / n, "rows": len(rows)}
+        out[name] = {"accuracy": hits / n, "well_formed": formed / n, "rows": len(rows)}
+        if name.startswith("latent"):
+            out[name]["answer_ce"] = ce / n
     return out
 
 
 def render(results: dict[str, dict]) -> str:
-    lines = [f"{'setting':<30} {'answer CE':>10} {'exact match':>12}"]
+    lines = [f"{'setting':<30} {'exact match':>12} {'well formed':>12} {'answer CE':>10}"]
     for name, r in results.items():
-        lines.append(f"{name:<30} {r['answer_ce']:>10.4f} {r['accuracy']:>11.1%}")
+        ce = f"{r['answer_ce']:>10.4f}" if "answer_ce" in r else f"{'':>10}"
+        lines.append(f"{name:<30} {r['accuracy']:>11.1%} {r['well_formed']:>11.1%} {ce}")
     return "\n".join(lines)

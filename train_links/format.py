@@ -56,7 +56,8 @@ def save(path, agents: dict, pattern: Pattern, links, m: int, rounds: int, dtype
            "pattern": pattern.to_json(), "agents": [], "links": []}
     for name in pattern.agents:
         a = agents[name]
-        doc["agents"].append({"name": name, "model_id": a.model_id, "hidden_size": a.d,
+        doc["agents"].append({"name": name, "model_id": a.model_id, "weights_sha256": a.weights_sha256,
+                              "hidden_size": a.d,
                               "vocab_size": a.model.get_input_embeddings().weight.shape[0],
                               "role": {"system": a.role.system, "user": a.role.user, "target": a.role.target},
                               "slots": list(a.role.slots), "embedding_norm": a.emb_stats()})
@@ -143,6 +144,8 @@ def load(path, agent_dims: dict[str, int] | None = None, max_bytes: int = MAX_FI
         if name in agents:
             raise _bad(w, f"duplicate agent {name!r}")
         _int(a.get("hidden_size"), 1, MAX_DIM, w, "hidden_size")
+        if not isinstance(a.get("weights_sha256", ""), str) or not isinstance(a.get("model_id", ""), str):
+            raise _bad(w, "model_id and weights_sha256 must be strings")
         if agent_dims is not None and name in agent_dims and agent_dims[name] != a["hidden_size"]:
             raise _bad(w, f"agent {name} has hidden size {a['hidden_size']} here but {agent_dims[name]} in the model",
                        "use the links trained for these models")

@@ -91,7 +91,7 @@ def sequential() -> Pattern:
              _ASK + "Feedback from the solver: {feedback}\nWrite the plan.", ("feedback",), "plan"),
         Role("critic", "You are the critic. Check the plan and correct it.",
              _ASK + "Plan: {plan}\nWrite the refined plan.", ("plan",), "refined_plan"),
-        Role("solver", "You are the solver. Give only the final numeric answer.",
+        Role("solver", "You are the solver. Give only the final answer.",
              _ASK + "Refined plan: {refined_plan}\nAnswer:", ("refined_plan",), "answer"),
     ), (("planner",), ("critic",), ("solver",)), (
         Edge("planner", "critic", "plan"), Edge("critic", "solver", "refined_plan"),
@@ -106,7 +106,7 @@ def mixture(n_experts: int = 3) -> Pattern:
                   _ASK + "Summary so far: {feedback}\nWrite your analysis.", ("feedback",), "plan")
              for i, x in enumerate(experts)]
     slots = tuple(f"analysis{i + 1}" for i in range(n_experts))
-    roles.append(Role("summarizer", "You combine the experts' analyses and give only the final numeric answer.",
+    roles.append(Role("summarizer", "You combine the experts' analyses and give only the final answer.",
                       _ASK + "".join(f"Expert {i + 1}: {{{s}}}\n" for i, s in enumerate(slots)) + "Answer:",
                       slots, "answer"))
     edges = [Edge(x, "summarizer", s) for x, s in zip(experts, slots, strict=True)]
@@ -119,7 +119,7 @@ def distillation() -> Pattern:
     return Pattern("distillation", (
         Role("expert", "You are the expert. Work out how to solve the problem.",
              _ASK + "Learner's attempt: {attempt}\nExplain the solution.", ("attempt",), "refined_plan"),
-        Role("learner", "You are the learner. Give only the final numeric answer.",
+        Role("learner", "You are the learner. Give only the final answer.",
              _ASK + "Expert guidance: {guidance}\nAnswer:", ("guidance",), "answer"),
     ), (("expert",), ("learner",)), (
         Edge("expert", "learner", "guidance"), Edge("learner", "expert", "attempt", next_round=True),
@@ -131,7 +131,7 @@ def deliberation() -> Pattern:
     return Pattern("deliberation", (
         Role("toolcaller", "You are the tool caller. Write the computation that solves the problem.",
              _ASK + "Reflection: {reflection}\nWrite the computation.", ("reflection",), "refined_plan"),
-        Role("reflector", "You are the reflector. Check the computation and give only the final numeric answer.",
+        Role("reflector", "You are the reflector. Check the computation and give only the final answer.",
              _ASK + "Computation: {tool_result}\nAnswer:", ("tool_result",), "answer"),
     ), (("toolcaller",), ("reflector",)), (
         Edge("toolcaller", "reflector", "tool_result"), Edge("reflector", "toolcaller", "reflection", next_round=True),

@@ -1,7 +1,9 @@
-"""The whole train-links job as one function: load agents and data, inner loop, outer loop, save, evaluate."""
+"""The whole train-links job as one function: load agents and data, inner loop, closed-form init of the outer
+links, outer loop (teacher-forced, then optional rollout stage), save, evaluate. Runs the same under torchrun
+(train_links.dist): every rank computes the inner stage (cheap, identical), the outer steps are split over ranks,
+rank 0 writes the files."""
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -10,63 +12,88 @@ from builder.errors import MlcbuildError
 from builder.progress import bar
 
 from . import data as data_mod
+from . import dist
 from . import format as fmt
 from .agents import make_agents
+from .config import Config
 from .evaluate import evaluate
+from .init import init_outer
 from .patterns import get_pattern
 from .system import LinkSet
 from .train import OuterTrainer, inner_cosine, inner_pairs, train_inner
 
 
-@dataclass
-class Config:
-    agents: list[str]
-    pattern: str = "sequential"
-    data: str | None = None
-    rounds: int = 3
-    latent_steps: int = 16
-    out: str = "recursivelink.json"
-    inner_steps: int = 300
-    outer_steps: int = 200
-    batch: int = 4
-    lr: float = 5e-4
-    inner_lr: float = 1e-3
-    warmup: int | None = None
-    dtype: str = "f32"  # the frozen agents: f32 or bf16 (links always train in f32)
-    link_dtype: str = "f32"  # stored tensors: f32 or f16
-    seed: int = 0
-    checkpoint: str | None = None  # default: OUT.ckpt
-    checkpoint_every: int = 50
-    resume: bool = False
-    eval: bool = False
-    eval_rows: int = 20
-    held_out: float = 0.2
-    progress: bool = True
-
-
 def _check(cfg: Config):
     for name, v, lo in (("--rounds", cfg.rounds, 1), ("--latent-steps", cfg.latent_steps, 1),
                         ("--batch", cfg.batch, 1), ("--inner-steps", cfg.inner_steps, 0),
-                        ("--outer-steps", cfg.outer_steps, 0)):
+                        ("--outer-steps", cfg.outer_steps, 0), ("--rollout-steps", cfg.rollout_steps, 0),
+                        ("--pair-rows", cfg.pair_rows, 1), ("--val-rows", cfg.val_rows, 0)):
         if v < lo:
             raise MlcbuildError(f"{name} must be >= {lo}, got {v}", f"pass {name} {max(lo, 1)} or more")
+    for name, v in (("--inner-width", cfg.inner_width), ("--outer-width", cfg.outer_width)):
+        if v is not None and not 1 <= v <= fmt.MAX_DIM:
+            raise MlcbuildError(f"{name} {v} is out of range", f"pass a width between 1 and {fmt.MAX_DIM}")
     if cfg.latent_steps > fmt.MAX_STEPS:
         raise MlcbuildError(f"--latent-steps {cfg.latent_steps} is above {fmt.MAX_STEPS}", "use fewer latent steps")
     if cfg.dtype not in ("f32", "bf16"):
         raise MlcbuildError(f"--dtype {cfg.dtype} is not supported", "use f32 or bf16")
     if cfg.link_dtype not in fmt.DTYPES:
         raise MlcbuildError(f"--link-dtype {cfg.link_dtype} is not supported", "use f32 or f16")
+    if cfg.init not in ("ridge", "random"):
+        raise MlcbuildError(f"--init {cfg.init} is not supported", "use ridge or random")
 
 
 def load_rows(cfg: Config) -> tuple[list[dict], list[dict]]:
     if cfg.data:
         return data_mod.split(data_mod.load_jsonl(cfg.data), cfg.held_out, cfg.seed)
-    return data_mod.builtin(held_out=cfg.held_out)
+    return data_mod.builtin()
+
+
+def _inner_stage(cfg, agents, links, train_rows, eval_rows, echo) -> dict:
+    """Inner links on next-token pairs, then the outer links' closed-form start from the senders' pairs."""
+    summary, pairs = {}, {}
+    fit_rows = train_rows[:cfg.pair_rows]
+    for name, agent in agents.items():
+        pairs[name] = inner_pairs(agent, fit_rows)
+        held_pairs = inner_pairs(agent, eval_rows) if eval_rows else pairs[name]
+        before = inner_cosine(links.inner[name], held_pairs)
+        with bar(cfg.inner_steps, f"inner {name}", cfg.progress and dist.is_main(), unit="step") as b:
+            def tick(step, loss, cos, b=b):
+                b.update(1)
+                b.set_postfix(loss=f"{loss:.4f}", cos=f"{cos:.3f}", refresh=False)
+            last = train_inner(links.inner[name], pairs[name], cfg.inner_steps, cfg.inner_lr, seed=cfg.seed,
+                               on_step=tick)
+        after = inner_cosine(links.inner[name], held_pairs)
+        summary[name] = {"loss": last, "heldout_cos_before": before, "heldout_cos_after": after}
+        echo(f"inner {name}: held-out next-token cosine {before:.3f} -> {after:.3f}")
+    if cfg.init == "ridge":
+        for key, link in links.outer.items():
+            src, dst = key.split(":")[0].split("->")
+            init_outer(link, agents[src], agents[dst], pairs[src], fit_rows)
+        echo(f"outer links: closed-form (ridge) start from {len(fit_rows)} rows")
+    return summary
+
+
+def _select(trainer, links, agents, pattern, rows, cfg, echo) -> None:
+    """Score the current links on the validation rows (latent MAS exact match, the inference computation) and
+    keep them in the checkpoint's extra if they are the best so far: more outer steps lower the answer CE but
+    can lower the accuracy (measured on SmolLM2-135M), so the kept links are the best scored, not the last."""
+    from .evaluate import latent_accuracy
+
+    acc = latent_accuracy(agents, pattern, links, rows, cfg.rounds, cfg.latent_steps)
+    best = trainer.extra.get("best")
+    trainer.extra.setdefault("validation", []).append([trainer.step, acc])
+    if best is None or acc > best["accuracy"]:
+        trainer.extra["best"] = {"step": trainer.step, "accuracy": acc, "links": copy.deepcopy(links.state_dict())}
+    echo(f"outer step {trainer.step}: validation exact match {acc:.1%} ({len(rows)} rows)")
 
 
 def run(cfg: Config, echo=print) -> dict:
     """Train (or resume), write cfg.out, and optionally evaluate; returns a summary dict."""
     _check(cfg)
+    dist.init()
+    if not dist.is_main():
+        echo = lambda s: None  # noqa: E731 - one rank speaks
     torch.manual_seed(cfg.seed)
     pattern = get_pattern(cfg.pattern, len(cfg.agents))
     train_rows, held = load_rows(cfg)
@@ -74,40 +101,49 @@ def run(cfg: Config, echo=print) -> dict:
         raise MlcbuildError("no training rows after the held-out split", "add rows to --data")
     dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
     agents = {a.name: a for a in make_agents(cfg.agents, pattern, dtype)}
-    links = LinkSet(agents, pattern, cfg.seed)
-    untrained = copy.deepcopy(links)
+    links = LinkSet(agents, pattern, cfg.seed, cfg.inner_width, cfg.outer_width)
     ckpt = Path(cfg.checkpoint or f"{cfg.out}.ckpt")
     trainer = OuterTrainer(agents, links, pattern, train_rows, cfg.outer_steps, cfg.rounds, cfg.latent_steps,
                            lr=cfg.lr, warmup=cfg.warmup, batch=cfg.batch, seed=cfg.seed, ckpt=ckpt,
-                           ckpt_every=cfg.checkpoint_every)
+                           ckpt_every=cfg.checkpoint_every, rollout_steps=cfg.rollout_steps)
     summary = {"inner": {}, "outer": {}, "out": str(cfg.out)}
+    val_rows = train_rows[len(train_rows) - cfg.val_rows:] if cfg.val_rows else []
+    trainer.rows = train_rows[:len(train_rows) - len(val_rows)]  # validation rows are never trained on
     resumed = cfg.resume and trainer.resume()
     eval_rows = held[:cfg.eval_rows]
-    for name, agent in agents.items():
-        if resumed:
-            break  # the checkpoint holds the trained inner links
-        pairs = inner_pairs(agent, train_rows)
-        held_pairs = inner_pairs(agent, eval_rows) if eval_rows else pairs
-        before = inner_cosine(links.inner[name], held_pairs)
-        with bar(cfg.inner_steps, f"inner {name}", cfg.progress, unit="step") as b:
-            def tick(step, loss, cos, b=b):
-                b.update(1)
-                b.set_postfix(loss=f"{loss:.4f}", cos=f"{cos:.3f}", refresh=False)
-            last = train_inner(links.inner[name], pairs, cfg.inner_steps, cfg.inner_lr, seed=cfg.seed, on_step=tick)
-        after = inner_cosine(links.inner[name], held_pairs)
-        summary["inner"][name] = {"loss": last, "heldout_cos_before": before, "heldout_cos_after": after}
-        echo(f"inner {name}: held-out next-token cosine {before:.3f} -> {after:.3f}")
     if resumed:
         summary["inner"] = trainer.extra.get("inner", {})
-        echo(f"resumed from {ckpt} at outer step {trainer.step}/{cfg.outer_steps}")
+        untrained = copy.deepcopy(links)
+        untrained.load_state_dict(trainer.extra["init"])
+        echo(f"resumed from {ckpt} at outer step {trainer.step}/{trainer.steps}")
     else:
-        trainer.extra["inner"] = summary["inner"]
-        trainer.save()  # inner links done: a resume never redoes them
-    with bar(cfg.outer_steps, "outer", cfg.progress, unit="step", initial=trainer.step) as b:
+        summary["inner"] = _inner_stage(cfg, agents, links, train_rows, eval_rows, echo)
+        untrained = copy.deepcopy(links)  # the closed-form start: reported next to the trained links
+        trainer.extra.update(inner=summary["inner"], init=untrained.state_dict())
+        trainer.save()  # inner links and init done: a resume never redoes them
+    with bar(trainer.steps, "outer", cfg.progress and dist.is_main(), unit="step", initial=trainer.step) as b:
         def otick(step, loss):
             b.update(1)
-            b.set_postfix(loss=f"{loss:.4f}", lr=f"{trainer.sched.get_last_lr()[0]:.2e}", refresh=False)
-        losses = trainer.run(on_step=otick)
+            b.set_postfix(stage=trainer.stage(), loss=f"{loss:.4f}", lr=f"{trainer.sched.get_last_lr()[0]:.2e}",
+                          refresh=False)
+        end = min(trainer.steps, cfg.stop_after if cfg.stop_after is not None else trainer.steps)
+        while True:  # in chunks of --select-every steps, scoring the links on the validation rows after each
+            if val_rows and "best" not in trainer.extra:
+                _select(trainer, links, agents, pattern, val_rows, cfg, echo)
+            if trainer.step >= end:
+                break
+            chunk = cfg.select_every if val_rows else end
+            losses = trainer.run(until=min(end, (trainer.step // chunk + 1) * chunk), on_step=otick)
+            if val_rows:
+                _select(trainer, links, agents, pattern, val_rows, cfg, echo)
+        losses = trainer.losses
+    if val_rows and trainer.step >= trainer.steps:
+        best = trainer.extra["best"]
+        links.load_state_dict(best["links"])
+        echo(f"kept the links of outer step {best['step']}: validation exact match {best['accuracy']:.1%}")
+    if trainer.step < trainer.steps:
+        trainer.save()
+        echo(f"stopped after outer step {trainer.step}/{trainer.steps}; --resume continues from {ckpt}")
     tail = losses[-10:]
     summary["outer"] = {"steps": len(losses), "loss_first": losses[0] if losses else None,
                         "loss_last10": sum(tail) / len(tail) if tail else None}
@@ -115,15 +151,21 @@ def run(cfg: Config, echo=print) -> dict:
         echo(f"outer: answer CE {losses[0]:.4f} (step 1) -> {summary['outer']['loss_last10']:.4f} (last 10 steps)")
     training = {"data": cfg.data or "builtin", "data_sha256": data_mod.rows_hash(train_rows),
                 "train_rows": len(train_rows), "heldout_rows": len(held), "inner_steps": cfg.inner_steps,
-                "outer_steps": cfg.outer_steps, "batch": cfg.batch, "lr": cfg.lr, "seed": cfg.seed,
-                "dtype": cfg.dtype, "final_losses": {"inner": {k: v["loss"] for k, v in summary["inner"].items()},
-                                                     "outer": summary["outer"]["loss_last10"]}}
-    fmt.save(cfg.out, agents, pattern, links, cfg.latent_steps, cfg.rounds, cfg.link_dtype, training)
-    echo(f"wrote {cfg.out} ({Path(cfg.out).stat().st_size} bytes)")
-    if cfg.eval:
+                "outer_steps": cfg.outer_steps, "rollout_steps": cfg.rollout_steps, "batch": cfg.batch,
+                "lr": cfg.lr, "init": cfg.init, "pair_rows": cfg.pair_rows, "seed": cfg.seed, "dtype": cfg.dtype,
+                "ranks": dist.world(), "outer_steps_done": trainer.step, "val_rows": len(val_rows),
+                "validation": trainer.extra.get("validation", []),
+                "selected_step": trainer.extra.get("best", {}).get("step"),
+                "final_losses": {"inner": {k: v["loss"] for k, v in summary["inner"].items()},
+                                 "outer": summary["outer"]["loss_last10"]}}
+    if dist.is_main():
+        fmt.save(cfg.out, agents, pattern, links, cfg.latent_steps, cfg.rounds, cfg.link_dtype, training)
+        echo(f"wrote {cfg.out} ({Path(cfg.out).stat().st_size} bytes)")
+    if cfg.eval and dist.is_main():
         if not eval_rows:
             raise MlcbuildError("--eval needs held-out rows", "use more rows in --data or a larger --held-out")
         with bar(4 * len(eval_rows), "eval", cfg.progress, unit="row") as b:
             summary["eval"] = evaluate(agents, pattern, eval_rows, cfg.rounds, cfg.latent_steps, untrained, links,
                                        progress=b)
+    dist.barrier()
     return summary

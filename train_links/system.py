@@ -12,13 +12,15 @@ from .rollout import generate, latent_rollout
 class LinkSet(nn.Module):
     """One inner link per agent and one outer link per pattern edge (keyed "src->dst:slot")."""
 
-    def __init__(self, agents: dict[str, Agent], pattern: Pattern, seed: int = 0):
+    def __init__(self, agents: dict[str, Agent], pattern: Pattern, seed: int = 0, inner_width: int | None = None,
+                 outer_width: int | None = None):
         super().__init__()
         torch.manual_seed(seed)  # link init is part of the run's reproducibility
-        self.inner = nn.ModuleDict({n: InnerLink(a.d, target_norm=a.emb_stats()["mean"]) for n, a in agents.items()})
+        self.inner = nn.ModuleDict({n: InnerLink(a.d, inner_width, target_norm=a.emb_stats()["mean"])
+                                    for n, a in agents.items()})
         self.outer = nn.ModuleDict({
-            e.key: OuterLink(agents[e.src].d, agents[e.dst].d, target_norm=agents[e.dst].emb_stats()["mean"],
-                             seed=seed + i)
+            e.key: OuterLink(agents[e.src].d, agents[e.dst].d, outer_width,
+                             target_norm=agents[e.dst].emb_stats()["mean"], seed=seed + i)
             for i, e in enumerate(pattern.edges)})
 
     def named_links(self):

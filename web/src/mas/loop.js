@@ -168,10 +168,20 @@ async function decodeText(agent, question, emb, reuse, maxNew, mt, round) {
 }
 
 async function run(mode, agents, links, pattern, question, opts = {}) {
-  const rounds = opts.rounds || links?.rounds;
-  const m = opts.m || links?.m;
   const maxNewTokens = opts.maxNewTokens ?? 32;
   const reuse = opts.reuseKV ?? true;
+  if (mode === "single") { // the final agent alone, its slots left empty: the one-agent baseline
+    const mt = new Metrics();
+    const agent = agents[pattern.final];
+    agent.cachedQuestion = null;
+    const tStart = now();
+    const emb = await agent.prompt(question, {});
+    const { text, ids } = await decodeText(agent, question, emb, reuse, maxNewTokens, mt, 0);
+    mt.e2e_ms = now() - tStart;
+    return { mode, answer: text, answer_ids: ids, metrics: mt.toJSON(), handoffs: [] };
+  }
+  const rounds = opts.rounds || links?.rounds;
+  const m = opts.m || links?.m;
   if (!rounds || !m) throw new Error("rounds and m are needed (from the links file or the options)");
   if (mode === "latent" && !links) throw new Error("latent mode needs the links");
   const mt = new Metrics();
@@ -234,6 +244,11 @@ export function runLatent(agents, links, pattern, question, opts = {}) {
 // (default TEXT_TOKENS) tokens.
 export function runText(agents, links, pattern, question, opts = {}) {
   return run("text", agents, links, pattern, question, opts);
+}
+
+// The single-agent baseline: the final agent alone, its slots empty (as builder/latent.py's "single" mode).
+export function runSingle(agents, links, pattern, question, opts = {}) {
+  return run("single", agents, links, pattern, question, opts);
 }
 
 // Load a system: one build folder URL per pattern agent (in the links file's agent order) and recursivelink.json

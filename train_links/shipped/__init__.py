@@ -1,0 +1,22 @@
+"""RecursiveLinks trained by mlcbuild and shipped with it (package data): `make --links` uses the file whose
+agents were trained on the build's exact weights (the source's content hash) instead of training again.
+Each file's `training` block holds the command that reproduces it."""
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def find_shipped(weights_sha256: str, pattern: str) -> Path | None:
+    """The shipped recursivelink.json for `pattern` whose every agent has these weights, if there is one."""
+    for path in sorted(HERE.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        agents = doc.get("agents") or []
+        same = agents and all(a.get("weights_sha256") == weights_sha256 for a in agents)
+        if same and doc.get("pattern", {}).get("name") == pattern:
+            return path
+    return None
