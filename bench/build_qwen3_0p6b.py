@@ -185,7 +185,7 @@ def child_generate(dst: str, layers: int) -> None:
     import transformers
     from safetensors.torch import save_file
 
-    from builder.convert.source import open_source
+    from builder.convert.reader import open_source
     from builder.fetch import tiny_tokenizer_source
 
     t0 = time.perf_counter()

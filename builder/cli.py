@@ -1,44 +1,12 @@
 """The `mlcbuild` command line: a thin Click layer over the library functions in builder/."""
 
-import json
 import sys
 
 import click
 
 from . import __version__
+from .clickutil import Group, emit_json
 from .errors import MlcbuildError
-
-
-class Group(click.Group):
-    """A Click group whose usage errors and user errors print as ONE line, never a traceback."""
-
-    def main(self, args=None, prog_name="mlcbuild", **extra):
-        try:
-            rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as e:  # bare `mlcbuild`: help is the answer
-            click.echo(e.ctx.get_help())
-            sys.exit(0)
-        except click.UsageError as e:
-            hint = f"; see '{e.ctx.command_path} --help'" if e.ctx else "; see 'mlcbuild --help'"
-            click.echo(f"mlcbuild: error: {one_line(e.format_message()).rstrip('.')}{hint}", err=True)
-            sys.exit(2)
-        except click.ClickException as e:
-            click.echo(f"mlcbuild: error: {one_line(e.format_message())}", err=True)
-            sys.exit(e.exit_code)
-        except click.exceptions.Exit as e:
-            sys.exit(e.exit_code)
-        except (click.Abort, KeyboardInterrupt):
-            click.echo("mlcbuild: interrupted", err=True)
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def one_line(msg: str) -> str:
-    return " ".join(msg.split())
-
-
-def emit_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=True))
 
 
 @click.group(cls=Group, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -185,7 +153,7 @@ def convert(model, quant, out, quiet):
     from pathlib import Path
 
     from .convert.convert import convert as run_convert
-    from .convert.source import open_source
+    from .convert.reader import open_source
     from .fetch import fetch as run_fetch
     from .fsutil import atomic_dir
     from .models import check_quant, model_config, param_specs
@@ -211,7 +179,7 @@ def compile_cmd(model, quant, target, out, opt_level, quiet):
     from pathlib import Path
 
     from .compile import compile_model
-    from .convert.source import open_source
+    from .convert.reader import open_source
     from .fetch import fetch as run_fetch
     from .models import check_quant, model_config
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MlcbuildError
-from .make import verify_output
+from .manifest import read_manifest, verify_output
 
 PAGE_SIZE = 16
 
@@ -37,7 +37,7 @@ class Engine:
         from .convert.tensor_cache import iter_tensor_cache
 
         self.dir = Path(out_dir)
-        manifest = verify_output(self.dir) if verify else json.loads((self.dir / "manifest.json").read_text())
+        manifest = verify_output(self.dir) if verify else read_manifest(self.dir)
         if "cpu" not in manifest.get("libs", {}):
             raise MlcbuildError(f"{self.dir} has no CPU library", "build with `mlcbuild make ... --target cpu|all`")
         self.manifest = manifest

@@ -97,7 +97,7 @@ def _synthesize_tiny(preset: Preset) -> Fetched:
     import torch
     import transformers
 
-    from .convert.source import open_source
+    from .convert.reader import open_source
 
     key = hashlib.sha256(json.dumps([preset.source, preset.tiny], sort_keys=True).encode()).hexdigest()[:12]
     final = cache_dir() / "sources" / f"{preset.name}-{key}"

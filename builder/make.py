@@ -22,9 +22,10 @@ from .compile import compile_model, lib_name
 from .errors import MlcbuildError
 from .fetch import Fetched, fetch
 from .fsutil import atomic_dir, sha256_file, source_digest, write_json_atomic
+from .manifest import MANIFEST, read_manifest, verify_output
 from .models import check_quant, model_config, param_specs
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "LinksStep", "make", "verify_output"]
 STEP_FILES = {"convert": ("tensor-cache.json", "params_shard_", "mlc-chat-config.json", "tokenizer", "vocab.json",
                           "merges.txt", "special_tokens_map.json", "chat_template.jinja")}
 
@@ -64,6 +65,14 @@ def _cpu_model() -> str:
     except OSError:
         return ""
     return "\n".join(next((ln for ln in lines if ln.startswith(k)), "") for k in ("model name", "flags"))
+
+
+def _previous_manifest(final: Path) -> dict | None:
+    """The manifest of an earlier build in `final`, or None (nothing reusable) when absent or unreadable."""
+    try:
+        return read_manifest(final) if (final / MANIFEST).is_file() else None
+    except MlcbuildError:
+        return None  # a damaged earlier build is rebuilt from scratch
 
 
 def _check_writable(out_root: Path) -> None:
@@ -149,7 +158,7 @@ LINKS_FILE = "recursivelink.json"
 def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), targets=("webgpu", "cpu"),
          opt_level: int = 1, revision: str | None = None, show_progress: bool = True,
          links: LinksStep | None = None) -> BuildResult:
-    from .convert.source import open_source
+    from .convert.reader import open_source
     from .presets import PRESETS
 
     t_start = time.perf_counter()
@@ -166,7 +175,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     cfg = model_config(source.config, where=str(fetched.path))
     specs = param_specs(cfg)
     final = out_root / f"{fetched.name}-{quant}"
-    prev = json.loads((final / MANIFEST).read_text()) if (final / MANIFEST).is_file() else None
+    prev = _previous_manifest(final)
     digest = source_digest(fetched.path)
     keys = {"convert": _key("convert", __version__, digest, quant, [s.__dict__ for s in specs])}
     for t in targets:
@@ -272,19 +281,3 @@ def _links_step(links: LinksStep, fetched: Fetched, cfg, digest: str, dst: Path,
                    latent_steps=links.latent_steps, inner_steps=links.inner_steps, outer_steps=links.outer_steps,
                    rollout_steps=links.rollout_steps, seed=links.seed, out=str(dst),
                    checkpoint=str(Path(tmpd) / "links.ckpt"), progress=show_progress), echo=lambda s: None)
-
-
-def verify_output(out: Path) -> dict:
-    """Check every file of a build output against its manifest; raise ChecksumMismatch on any difference."""
-    from .errors import ChecksumMismatch
-
-    mf = out / MANIFEST
-    if not mf.is_file():
-        raise MlcbuildError(f"{out}: no {MANIFEST}; not an mlcbuild output", "run `mlcbuild make` first")
-    manifest = json.loads(mf.read_text())
-    for name, rec in manifest["files"].items():
-        p = out / name
-        if not p.is_file() or p.stat().st_size != rec["size"] or sha256_file(p) != rec["sha256"]:
-            raise ChecksumMismatch(f"{p} does not match manifest.json (missing, truncated or modified)",
-                                   "rebuild with `mlcbuild make`")
-    return manifest

@@ -2,7 +2,6 @@
 runs the same command."""
 
 import json
-import sys
 
 import click
 
@@ -81,7 +80,7 @@ def train_links_cmd(agents, pattern, data, rounds, latent_steps, out, inner_step
         click.echo(render(summary["eval"]))
 
 
-if __name__ == "__main__":  # `python3 -m train_links.cli ...` == `mlcbuild train-links ...`
-    from builder.cli import cli
+if __name__ == "__main__":  # `python3 -m train_links.cli ...` == `mlcbuild train-links ...` (and under torchrun)
+    from builder.clickutil import run_standalone
 
-    cli.main(args=["train-links", *sys.argv[1:]])
+    run_standalone(train_links_cmd)

@@ -41,26 +41,6 @@ class Source:
                              "the checkpoint does not match this model architecture; check --model")
 
 
-def open_source(path) -> Source:
-    path = Path(path)
-    if path.is_file() and path.suffix == ".gguf":
-        from builder.convert.gguf_source import GGUFSource
-
-        return GGUFSource(path)
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return HFSource(path)
-        ggufs = sorted(path.glob("*.gguf"))
-        if len(ggufs) == 1:
-            from builder.convert.gguf_source import GGUFSource
-
-            return GGUFSource(ggufs[0])
-        raise MlcbuildError(f"no config.json in {path}", _FIX_DIR)
-    if not path.exists():
-        raise MlcbuildError(f"model path {path} does not exist", _FIX_DIR)
-    raise MlcbuildError(f"{path} is neither a model directory nor a .gguf file", _FIX_DIR)
-
-
 def normalize_config(cfg: dict) -> dict:
     """Fill the keys the model graphs read from older/newer spellings (transformers 5 nests rope settings)."""
     cfg = dict(cfg)

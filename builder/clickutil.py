@@ -1,0 +1,46 @@
+"""Click plumbing shared by every command: ONE line on stderr for usage and user errors, never a traceback."""
+
+import json
+import sys
+
+import click
+
+
+class Group(click.Group):
+    """A Click group whose usage errors and user errors print as ONE line, never a traceback."""
+
+    def main(self, args=None, prog_name="mlcbuild", **extra):
+        try:
+            rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:  # bare `mlcbuild`: help is the answer
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
+        except click.UsageError as e:
+            hint = f"; see '{e.ctx.command_path} --help'" if e.ctx else "; see 'mlcbuild --help'"
+            click.echo(f"mlcbuild: error: {one_line(e.format_message()).rstrip('.')}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"mlcbuild: error: {one_line(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("mlcbuild: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def one_line(msg: str) -> str:
+    return " ".join(msg.split())
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def run_standalone(command: click.Command, args=None) -> None:
+    """Run one command as `mlcbuild <command>` runs it (same error lines and exit codes), e.g. under
+    `python -m train_links.cli` or torchrun."""
+    group = Group("mlcbuild", context_settings={"help_option_names": ["-h", "--help"]})
+    group.add_command(command)
+    group.main(args=[command.name, *(sys.argv[1:] if args is None else args)])
