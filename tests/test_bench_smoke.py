@@ -40,3 +40,17 @@ def test_cpu_decode_bench_quick():
     for q in ("q0f32", "q4f32_1"):
         assert res["times"][q]["decode_s"] > 0 and res["times"][q]["prefill_s"] > 0
         assert res["ratios"][q]["decode"] > 0
+
+
+@pytest.mark.slow
+def test_outer_step_bench_quick():
+    """bench/outer_step.py --quick: the three outer steps on tiny agents; the batched rollout and the row-by-row
+    rollout are the same computation (same loss), and the table plus the JSON line come out."""
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "outer_step.py"), "--quick", "--threads", "1"],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert lines[1].split()[0] == "mode" and [ln.split()[0] for ln in lines[2:5]] == ["teacher", "batched", "rollout"]
+    res = json.loads(lines[-1])
+    assert res["loss"]["batched"] == pytest.approx(res["loss"]["rollout"], rel=1e-4)
+    assert all(v > 0 for v in res["step_s"].values())

@@ -306,6 +306,31 @@ def test_gguf_bad_file(tmp_path, smollm2_gguf):
         open_source(cut)
 
 
+def test_gguf_architecture_is_checked_from_the_header(tmp_path, smollm2_gguf):
+    """An unsupported architecture is refused from the header alone (a big tensor after it is never read), with
+    what each input kind supports; the real file's header says llama."""
+    import gguf
+
+    from builder.convert.gguf_source import header_architecture
+
+    assert header_architecture(smollm2_gguf) == "llama"
+    path = tmp_path / "other.gguf"
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    w.add_uint32("gemma3.block_count", 18)
+    w.add_array("tokenizer.ggml.tokens", ["a", "b"] * 1000)
+    w.add_tensor("token_embd.weight", np.zeros((4096, 640), dtype=np.float32))  # 10 MB that must not be read
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    t = time.perf_counter()
+    with pytest.raises(MlcbuildError, match="GGUF architecture 'gemma3' is not supported") as e:
+        open_source(path)
+    assert time.perf_counter() - t < 1.0
+    msg = e.value.format_message()
+    assert "GGUF files of llama, qwen2, qwen3" in msg and "LlamaForCausalLM" in msg
+
+
 @pytest.mark.slow
 def test_gguf_tensors_match_transformers(gguf_src, hf_from_gguf):
     for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",

@@ -53,15 +53,17 @@ def unpermute_rows(w: np.ndarray, n_head: int) -> np.ndarray:
 class GGUFSource(Source):
     def __init__(self, path: Path):
         self.path = Path(path)
+        arch = header_architecture(self.path)  # from the header alone: a wrong file fails in milliseconds
+        if arch not in ARCHITECTURES:
+            raise MlcbuildError(f"{self.path.name}: GGUF architecture {arch!r} is not supported",
+                                f"GGUF files of {', '.join(ARCHITECTURES)} are; Hugging Face folders of "
+                                f"{', '.join(_hf_archs())}")
         self._reader = _open_reader(self.path)
         # Keep the scalar metadata and drop the reader's parsed fields: the vocabulary and merges
         # alone are ~100 MB of small Python objects (transformers re-reads them for the tokenizer).
         self._metadata = {k: f.contents() for k, f in self._reader.fields.items() if len(f.data) <= 64}
         self._reader.fields.clear()
-        self.arch = self._meta("general.architecture")
-        if self.arch not in ARCHITECTURES:
-            raise MlcbuildError(f"{self.path.name}: GGUF architecture {self.arch!r} is not supported",
-                                f"use one of {', '.join(ARCHITECTURES)}, or the Hugging Face safetensors model")
+        self.arch = arch
         if (self._meta("split.count") or 1) > 1:
             raise MlcbuildError(f"{self.path.name} is one part of a split GGUF",
                                 "merge the parts with llama.cpp's gguf-split --merge first")
@@ -195,6 +197,69 @@ def _dequantize(t) -> np.ndarray:
     for r in range(0, rows.shape[0], step):
         flat[r:r + step] = dequantize(rows[r:r + step], t.tensor_type)
     return out
+
+
+_GGUF_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type -> bytes
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def header_architecture(path: Path) -> str | None:
+    """`general.architecture` read from the GGUF header's key-value section only (no tensor is touched), or None
+    when the header does not have it. Raises MlcbuildError for a file that is not GGUF or ends inside the header."""
+    import struct
+
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; the reads are sequential and few
+    except OSError as e:
+        raise MlcbuildError(f"cannot read {path}: {e.strerror}", _FIX) from None
+    with f:
+        def take(n: int) -> bytes:
+            b = f.read(n)
+            if len(b) != n:
+                raise MlcbuildError(f"unreadable GGUF {path} (the header is cut short)", _FIX)
+            return b
+
+        magic = take(4)
+        if magic != b"GGUF":
+            raise MlcbuildError(f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF')", _FIX)
+        version, _, n_kv = struct.unpack("<IQQ", take(20))
+        if version < 2:
+            raise MlcbuildError(f"{path}: GGUF version {version} is too old", "re-convert it with a current llama.cpp")
+
+        def string() -> str:
+            (n,) = struct.unpack("<Q", take(8))
+            if n > 1 << 20:
+                raise MlcbuildError(f"unreadable GGUF {path} (a {n}-byte string in the header)", _FIX)
+            return take(n).decode("utf-8", "replace")
+
+        def skip(vtype: int) -> None:
+            if vtype == _GGUF_STRING:
+                string()
+            elif vtype == _GGUF_ARRAY:
+                etype, count = struct.unpack("<IQ", take(12))
+                if etype in _GGUF_SCALAR:
+                    f.seek(_GGUF_SCALAR[etype] * count, 1)
+                else:
+                    for _ in range(count):
+                        skip(etype)
+            elif vtype in _GGUF_SCALAR:
+                take(_GGUF_SCALAR[vtype])
+            else:
+                raise MlcbuildError(f"unreadable GGUF {path} (unknown value type {vtype})", _FIX)
+
+        for _ in range(n_kv):
+            key = string()
+            (vtype,) = struct.unpack("<I", take(4))
+            if key == "general.architecture" and vtype == _GGUF_STRING:
+                return string()
+            skip(vtype)
+    return None
+
+
+def _hf_archs() -> list[str]:
+    from builder.models import ARCHITECTURES as HF
+
+    return sorted(HF)
 
 
 def _open_reader(path: Path):
