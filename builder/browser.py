@@ -43,7 +43,11 @@ class _Handler(SimpleHTTPRequestHandler):
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **MIME}
 
     def translate_path(self, path):
-        path = path.split("?", 1)[0].split("#", 1)[0]
+        from urllib.parse import unquote
+
+        path = unquote(path.split("?", 1)[0].split("#", 1)[0], errors="strict")
+        if ".." in path.split("/") or "\0" in path:  # encoded or not, no parent steps
+            return str(Path("/nonexistent"))
         for prefix in sorted(self.mounts, key=len, reverse=True):
             if path == prefix.rstrip("/") or path.startswith(prefix):
                 rel = path[len(prefix):].lstrip("/")
@@ -60,6 +64,10 @@ class _Handler(SimpleHTTPRequestHandler):
             self.end_headers()
             return
         super().do_GET()
+
+    def list_directory(self, path):  # no directory listings: folders are not pages
+        self.send_error(404, "Not Found")
+        return None
 
     def end_headers(self):
         self.send_header("Cache-Control", "no-store")

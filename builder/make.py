@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import __version__, pins
 from .compile import compile_model, lib_name
+from .convert.source import TOKENIZER_FILES
 from .errors import MlcbuildError
 from .fetch import Fetched, fetch
 from .fsutil import atomic_dir, sha256_file, source_digest, write_json_atomic
@@ -26,8 +27,9 @@ from .manifest import MANIFEST, read_manifest, verify_output
 from .models import check_quant, model_config, param_specs
 
 __all__ = ["MANIFEST", "LinksStep", "make", "verify_output"]
-STEP_FILES = {"convert": ("tensor-cache.json", "params_shard_", "mlc-chat-config.json", "tokenizer", "vocab.json",
-                          "merges.txt", "special_tokens_map.json", "chat_template.jinja")}
+# the files (or name prefixes) each reusable step wrote: the convert step writes the tensor cache, the chat config
+# and every tokenizer file a source may carry (convert.source.TOKENIZER_FILES)
+STEP_FILES = {"convert": ("tensor-cache.json", "params_shard_", "mlc-chat-config.json", *TOKENIZER_FILES)}
 
 
 @dataclass

@@ -8,6 +8,7 @@ Register in builder/cli.py with `cli.add_command(serve_cmd)`.
 import json
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import click
 
@@ -42,11 +43,12 @@ def _manifest_summary(folder: Path, url: str) -> dict | None:
     if isinstance(named, str) and (folder / named).is_file() and named not in links:
         links.insert(0, named)
     return {"name": folder.name, "url": url, "model": m.get("name"), "quantization": m.get("quantization"),
-            "libs": m.get("libs") or {}, "hidden_size": hidden, "links": [url + n for n in links]}
+            "libs": m.get("libs") or {}, "hidden_size": hidden, "links": [url + quote(n) for n in links]}
 
 
 def list_builds(root: Path) -> dict:
-    """{root, builds: [{name, url, model, quantization, libs, hidden_size, links}], links: [url]} for /dist/."""
+    """{builds: [{name, url, model, quantization, libs, hidden_size, links}], links: [url]} for /dist/ (URLs only:
+    nothing of the server's filesystem)."""
     root = Path(root)
     builds = []
     if (root / "manifest.json").is_file():
@@ -56,16 +58,16 @@ def list_builds(root: Path) -> dict:
     if root.is_dir():
         for d in sorted(p for p in root.iterdir() if p.is_dir()):
             if (d / "manifest.json").is_file():
-                s = _manifest_summary(d, f"/dist/{d.name}/")
+                s = _manifest_summary(d, f"/dist/{quote(d.name)}/")
                 if s:
                     builds.append(s)
         top = _links_in(root)
     else:
         top = []
-    links = [f"/dist/{n}" for n in top]
+    links = [f"/dist/{quote(n)}" for n in top]
     for b in builds:
         links += [u for u in b["links"] if u not in links]
-    return {"root": str(root), "builds": builds, "links": links}
+    return {"builds": builds, "links": links}
 
 
 class PlaygroundHandler(_Handler):

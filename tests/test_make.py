@@ -193,3 +193,21 @@ def test_make_links_step_trains_and_ships_recursivelink(tmp_path):
     shipped = make("tiny-qwen3", "q0f32", tmp_path / "b", targets=("cpu",), show_progress=False,
                    links=LinksStep(file=rl))
     assert (shipped.out / "recursivelink.json").read_bytes() == rl.read_bytes()
+
+
+@pytest.mark.slow
+def test_reused_convert_step_keeps_every_tokenizer_file(tmp_path, tiny_qwen2_dir):
+    """added_tokens.json and chat_template.json survive a rebuild that reuses the convert step, as every file that
+    mlc-chat-config.json's tokenizer_files names does."""
+    src = tmp_path / "model"
+    shutil.copytree(tiny_qwen2_dir, src)
+    (src / "added_tokens.json").write_text(json.dumps({"<extra>": 49152}))
+    (src / "chat_template.json").write_text(json.dumps({"chat_template": "{{ messages[0]['content'] }}"}))
+    first = make(str(src), "q0f32", tmp_path / "out", targets=("cpu",), show_progress=False)
+    named = json.loads((first.out / "mlc-chat-config.json").read_text())["tokenizer_files"]
+    assert {"added_tokens.json", "chat_template.json"} <= set(named)
+    again = make(str(src), "q0f32", tmp_path / "out", targets=("cpu",), show_progress=False)
+    assert "convert" in again.reused
+    for name in named:
+        assert (again.out / name).is_file() and name in again.manifest["files"], name
+    assert again.manifest["files"] == first.manifest["files"]

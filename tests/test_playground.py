@@ -150,3 +150,43 @@ def test_artifact_cache_verifies_cached_shards(system):
     assert r["second"]["cached"] == r["second"]["files"] and r["second"]["fetched"] == 0
     assert r["tampered"].startswith("ChecksumMismatchError: cached params_shard_0.bin does not match manifest.json")
     assert r["dropped"] and r["third"]["fetched"] == 1
+
+
+def test_serve_decodes_paths_and_shows_no_folders_or_server_paths(tmp_path):
+    """A build folder named with a space and a non-ASCII letter is listed with encoded URLs that load; folders are
+    never listed; index.json holds no filesystem path; encoded parent steps stay 404."""
+    import urllib.error
+    import urllib.request
+
+    from builder.serve import PlaygroundServer
+
+    name = "my büild-q4f32_1"
+    b = tmp_path / name
+    b.mkdir()
+    (b / "manifest.json").write_text(json.dumps({"name": "m", "quantization": "q4f32_1", "hidden_size": 8,
+                                                 "libs": {"webgpu": "m.wasm"}}))
+    (b / "m.wasm").write_bytes(b"\0asm\1\0\0\0")
+    (tmp_path / "secret.txt").write_text("not for the web")
+
+    def status(srv, path):
+        try:
+            with urllib.request.urlopen(srv.url(path)) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, b""
+
+    with PlaygroundServer(tmp_path / name) as srv:
+        pass  # a build folder as the root works too
+    with PlaygroundServer(tmp_path) as srv:
+        code, body = status(srv, "/dist/index.json")
+        idx = json.loads(body)
+        assert str(tmp_path) not in body.decode() and "root" not in idx
+        (build,) = idx["builds"]
+        assert build["url"] == "/dist/my%20b%C3%BCild-q4f32_1/"
+        assert status(srv, build["url"] + "m.wasm") == (200, b"\0asm\1\0\0\0")
+        for listing in ("/dist/", build["url"], "/src/", "/node_modules/"):
+            assert status(srv, listing)[0] == 404, listing
+        for bad in ("/dist/%2e%2e/secret.txt", "/dist/..%2fsecret.txt", "/dist/%2E%2E%2Fsecret.txt",
+                    "/dist/my%20b%C3%BCild-q4f32_1/%2e%2e/%2e%2e/secret.txt", "/%2e%2e/secret.txt"):
+            assert status(srv, bad)[0] == 404, bad
+        assert status(srv, "/index.html")[0] == 200
