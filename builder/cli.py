@@ -86,6 +86,9 @@ def models(as_json):
 
 
 TARGET_CHOICES = click.Choice(["webgpu", "cpu", "all"])
+MAX_SEQ_LEN = click.option("--max-seq-len", type=click.IntRange(16, 1 << 20), default=None,
+                           help="KV cache positions per sequence (default 2048 for ask, 1024 per agent for run and "
+                           "eval; at most the model's context).")
 
 
 def _targets(target: str) -> tuple[str, ...]:
@@ -194,15 +197,16 @@ def compile_cmd(model, quant, target, out, opt_level, quiet):
 @click.argument("build_dir", type=click.Path(file_okay=False))
 @click.argument("question")
 @click.option("--max-tokens", default=32, show_default=True, type=click.IntRange(1, 4096))
+@MAX_SEQ_LEN
 @click.option("--json", "as_json", is_flag=True, help="Print the answer and timings as JSON.")
-def ask(build_dir, question, max_tokens, as_json):
+def ask(build_dir, question, max_tokens, max_seq_len, as_json):
     """Greedy answer to QUESTION from the CPU library of a build (BUILD_DIR = OUT/<name>-<quant>)."""
     import time
     from pathlib import Path
 
     from .engine import Engine
 
-    eng = Engine(Path(build_dir))
+    eng = Engine(Path(build_dir), max_seq_len=max_seq_len or 2048)
     ids = eng.chat_ids([{"role": "user", "content": question}])
     t0 = time.perf_counter()
     out = eng.generate(ids, max_tokens)
@@ -233,9 +237,10 @@ def ask(build_dir, question, max_tokens, as_json):
 @click.option("--browser", is_flag=True, help="Run the playground's JS loop on the WebGPU libraries in headless "
               "Chromium instead of the Python loop on the CPU libraries.")
 @click.option("--force-links", is_flag=True, help="Run links trained on other weights than the builds' (warns).")
+@MAX_SEQ_LEN
 @click.option("--json", "as_json", is_flag=True)
 def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, text_tokens, browser, force_links,
-        as_json):
+        max_seq_len, as_json):
     """Run the RecursiveMAS loop: latent hand-offs, text hand-offs, the final agent alone, and compare them."""
     from pathlib import Path
 
@@ -251,7 +256,8 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
     else:
         from .latent import LatentMAS
 
-        mas = LatentMAS(dirs, Path(links_file), force_links=force_links, warn=lambda s: click.echo(s, err=True))
+        mas = LatentMAS(dirs, Path(links_file), max_seq_len=max_seq_len or 1024, force_links=force_links,
+                        warn=lambda s: click.echo(s, err=True))
         res = {md: mas.run(question, md, max_new_tokens=max_tokens, text_tokens=text_tokens, rounds=rounds,
                            m=latent_steps) for md in modes}
     if as_json:
@@ -290,10 +296,11 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
 @click.option("--text-tokens", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Text MAS: each agent writes until its turn ends, at most this many tokens.")
 @click.option("--force-links", is_flag=True, help="Run links trained on other weights than the builds' (warns).")
+@MAX_SEQ_LEN
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and every row's outputs as JSON.")
-def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_tokens, text_tokens, force_links, quiet,
-             as_json):
+def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_tokens, text_tokens, force_links,
+             max_seq_len, quiet, as_json):
     """Exact-match accuracy of one agent, a text MAS and the latent MAS on held-out rows (CPU libraries)."""
     from pathlib import Path
 
@@ -310,7 +317,7 @@ def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_t
     rows = load_jsonl(data) if data else builtin()[1]
     rows = rows[:limit] if limit else rows
     mas = LatentMAS([Path(a.strip()) for a in agents.split(",") if a.strip()], Path(links_file),
-                    force_links=force_links, warn=lambda s: click.echo(s, err=True))
+                    max_seq_len=max_seq_len or 1024, force_links=force_links, warn=lambda s: click.echo(s, err=True))
     if rounds or latent_steps:
         mas.rounds, mas.m = rounds or mas.rounds, latent_steps or mas.m
     with bar(len(rows) * len(chosen), "eval", not (quiet or as_json), unit="run") as b:

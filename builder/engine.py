@@ -165,11 +165,19 @@ class Sequence:
             self.engine._popn(self.kv, 0, self.length - n)
             self.length = n
 
+    def _room(self, n: int) -> None:
+        """Refuse, before any work, `n` new positions that the KV cache cannot hold."""
+        if self.length + n > self.max_seq_len:
+            e = self.engine
+            held = f" after the {self.length} already held" if self.length else ""
+            cap = e.meta["context_window_size"]
+            fix = f"shorten it, or pass --max-seq-len up to {cap} (the model's context)" if self.max_seq_len < cap \
+                else "shorten it: the model's context is full"
+            raise MlcbuildError(f"{n} positions{held} do not fit the {self.max_seq_len}-position KV cache", fix)
+
     def _forward(self, fn: str, embeds: np.ndarray) -> np.ndarray:
         e, n = self.engine, embeds.shape[0]
-        if self.length + n > self.max_seq_len:
-            raise MlcbuildError(f"sequence of {self.length + n} positions exceeds the KV cache ({self.max_seq_len})",
-                                "shorten the prompt or raise max_seq_len")
+        self._room(n)
         e._begin(self.kv, e._shape(0), e._shape(n))
         out, self.kv = e.vm[fn](e._tensor(embeds[None].astype(e.dtype)), self.kv, e.params)
         e._end(self.kv)
@@ -178,11 +186,13 @@ class Sequence:
 
     def hidden(self, embeds: np.ndarray) -> np.ndarray:
         """get_last_hidden over new positions (chunked): [n, H] float32."""
+        self._room(len(embeds))
         c = self.engine.chunk
         return np.concatenate([self._forward("get_last_hidden", embeds[i:i + c]) for i in range(0, len(embeds), c)], 0)
 
     def prefill(self, embeds: np.ndarray) -> np.ndarray:
         """Logits of the last new position: [V] float32."""
+        self._room(len(embeds))
         c = self.engine.chunk
         for i in range(0, len(embeds) - c, c):
             self._forward("get_last_hidden", embeds[i:i + c])

@@ -174,3 +174,27 @@ def test_links_trained_on_other_weights_are_refused(system, cli, tmp_path):
     p = cli("run", "--agents", agents, "--links", str(other), "-q", QUESTION, "--mode", "latent", "--max-tokens", "2",
             "--force-links")
     assert p.returncode == 0 and "warning:" in p.stderr and "running anyway" in p.stderr
+
+
+@pytest.mark.slow
+def test_ask_and_the_context_limit(system, cli):
+    """`mlcbuild ask` answers from a build's CPU library (JSON with token counts); a prompt longer than the KV cache
+    is refused up front in one line that gives its real length, the cache size and the option that raises it."""
+    import json
+
+    from builder.engine import Engine
+
+    build = str(system["dirs"][0])
+    p = cli("ask", build, QUESTION, "--max-tokens", "5", "--json")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    eng = Engine(system["dirs"][0])
+    ids = eng.chat_ids([{"role": "user", "content": QUESTION}])
+    assert res["prompt_tokens"] == len(ids) and 0 < res["generated_tokens"] <= 5
+    assert res["answer"] == eng.tokenizer().decode(eng.generate(ids, 5), skip_special_tokens=True).strip()
+    long_q = " ".join(["apples"] * 300)
+    n = len(eng.chat_ids([{"role": "user", "content": long_q}]))
+    p = cli("ask", build, long_q, "--max-seq-len", "64")
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert f"{n} positions do not fit the 64-position KV cache" in p.stderr
+    assert f"--max-seq-len up to {eng.meta['context_window_size']}" in p.stderr
