@@ -17,9 +17,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .errors import MlcbuildError, ToolMissing
-from .paths import WEB
+from .paths import ensure_web_packages, web_dir
 
-DRIVER = WEB / "tools" / "browse.mjs"
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 
 MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
@@ -104,8 +103,7 @@ def check_browser_tools() -> None:
     """Raise ToolMissing with the fix when node, playwright-core or chromium is missing."""
     if not shutil.which("node"):
         raise ToolMissing("node is not installed", "apt-get install nodejs npm")
-    if not (WEB / "node_modules" / "playwright-core").is_dir():
-        raise ToolMissing(f"playwright-core is missing in {WEB}", f"run: npm ci --prefix {WEB}")
+    ensure_web_packages(web_dir(), "playwright-core")
     if not find_chromium():
         raise ToolMissing("chromium is not installed", "apt-get install chromium")
 
@@ -117,7 +115,8 @@ def run_page(url: str, timeout_s: float = 120, screenshot: Path | None = None,
     to keep (and reuse on the next call, e.g. for a cached visit); default: a fresh one, removed afterwards.
     `throttle`: (kbit/s, latency ms) network emulation for the page's requests."""
     check_browser_tools()
-    cmd = ["node", str(DRIVER), "--url", url, "--timeout", str(int(timeout_s * 1000))]
+    driver = web_dir() / "tools" / "browse.mjs"
+    cmd = ["node", str(driver), "--url", url, "--timeout", str(int(timeout_s * 1000))]
     if screenshot:
         cmd += ["--screenshot", str(screenshot)] + (["--screenshot-always"] if screenshot_always else [])
     if profile:
@@ -129,13 +128,13 @@ def run_page(url: str, timeout_s: float = 120, screenshot: Path | None = None,
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MlcbuildError(f"browser driver failed: {tail}", f"run: node {DRIVER} --url {url}")
+        raise MlcbuildError(f"browser driver failed: {tail}", f"run: node {driver} --url {url}")
     return json.loads(lines[-1])
 
 
 def serve_and_run(page: str, mounts: dict[str, Path], **kw) -> dict:
     """Serve `mounts` (web/ is always mounted at /) and open `page` (a path under the server)."""
-    with StaticServer({"/": WEB, **mounts}) as srv:
+    with StaticServer({"/": web_dir(), **mounts}) as srv:
         return run_page(srv.url(page), **kw)
 
 

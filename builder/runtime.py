@@ -21,11 +21,15 @@ from pathlib import Path
 from . import progress
 from .errors import BuildFailed, ChecksumMismatch
 from .fsutil import atomic_dir, sha256_file, write_json_atomic
-from .paths import PATCHES, cache_dir
+from .paths import cache_dir, patches_dir
 from .toolchain import dist_version, emcc_env, emcc_version, find_emcc, tvm_sources, tvm_version
 
 UNITS = ("wasm_runtime", "tvmjs_support", "webgpu_runtime")
-OVERLAY = PATCHES / "tvm-web" / "overlay"
+
+
+def overlay_dir() -> Path:
+    return patches_dir() / "tvm-web" / "overlay"
+
 CFLAGS = ["-O3", "-std=c++17", "-Wno-ignored-attributes"]
 RECIPE = 1  # bump when the staging or the flags change in a way the key below does not see
 
@@ -39,7 +43,7 @@ class Runtime:
 
 
 def _overlay_files() -> list[Path]:
-    return sorted(p for p in OVERLAY.rglob("*") if p.is_file())
+    return sorted(p for p in overlay_dir().rglob("*") if p.is_file())
 
 
 def cache_key() -> str:
@@ -48,7 +52,7 @@ def cache_key() -> str:
     parts = [f"recipe={RECIPE}", f"tvm={tvm_version()}", f"tvm-ffi={dist_version('apache-tvm-ffi')}",
              f"emcc={emcc_version()}", "flags=" + " ".join(CFLAGS)]
     for p in _overlay_files():
-        parts.append(f"{p.relative_to(OVERLAY)}={sha256_file(p)}")
+        parts.append(f"{p.relative_to(overlay_dir())}={sha256_file(p)}")
     h.update("\n".join(parts).encode())
     return h.hexdigest()[:16]
 
@@ -90,7 +94,7 @@ def stage_sources(root: Path) -> None:
     shutil.copytree(src["ffi_include"], root / "3rdparty" / "tvm-ffi" / "include")
     shutil.copytree(src["ffi_src"], root / "3rdparty" / "tvm-ffi" / "src")
     for p in _overlay_files():
-        dst = root / p.relative_to(OVERLAY)
+        dst = root / p.relative_to(overlay_dir())
         if dst.exists():  # upstream now ships it: ours must not shadow theirs silently
             raise BuildFailed(f"patch {p} would overwrite {dst} from the wheel", "drop it from patches/")
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import click
 
 from .browser import StaticServer, _Handler
 from .errors import MlcbuildError
-from .paths import WEB
+from .paths import ensure_web_packages, web_dir
 
 INDEX = "/dist/index.json"
 
@@ -91,7 +91,7 @@ class PlaygroundServer(StaticServer):
     """StaticServer with web/ at / and `dist` at /dist/ (index.json generated). Use as a context manager."""
 
     def __init__(self, dist: Path, port: int = 0, host: str = "127.0.0.1"):
-        super().__init__({"/": WEB, "/dist/": Path(dist)}, port)
+        super().__init__({"/": web_dir(), "/dist/": Path(dist)}, port)
         self.dist = Path(dist)
         self.host = host
 
@@ -126,8 +126,7 @@ def serve_cmd(dist, port, host):
     root = Path(dist)
     if not root.is_dir():
         raise MlcbuildError(f"{root} is not a folder", "build something first: mlcbuild make MODEL --out DIR")
-    if not (WEB / "node_modules" / "@mlc-ai" / "web-runtime").is_dir():
-        raise MlcbuildError(f"{WEB}/node_modules is missing the web runtime", f"run: npm ci --prefix {WEB}")
+    ensure_web_packages(web_dir(), "@mlc-ai/web-runtime")
     try:
         srv = PlaygroundServer(root, port=port, host=host).__enter__()
     except OSError as e:

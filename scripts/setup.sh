@@ -43,5 +43,7 @@ if [ "$(cat web/node_modules/.mlcbuild-stamp 2>/dev/null)" != "$lock_sum" ]; the
   echo "$lock_sum" > web/node_modules/.mlcbuild-stamp
 fi
 
-# 4. TVM's wasm runtime objects (cached per TVM and emcc version; reused in well under 2 s).
-$PY -m builder.cli runtime --quiet
+# 4. The console script's folder first on PATH, so `mlcbuild` is this install's command; then TVM's wasm
+#    runtime objects (cached per TVM and emcc version; reused in well under 2 s).
+PATH="$($PY -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"; export PATH
+mlcbuild runtime --quiet

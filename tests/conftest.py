@@ -1,6 +1,7 @@
 """Shared fixtures: the real CLI in a subprocess, the real wasm runtime, a folder for screenshots."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,18 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots and logs kept from browser runs (gitignored)
 
 
+def mlcbuild_script() -> str:
+    """The installed `mlcbuild` console script of this interpreter (scripts/setup.sh installs it)."""
+    near = Path(sys.executable).parent / "mlcbuild"
+    found = str(near) if near.is_file() else shutil.which("mlcbuild")
+    if not found:
+        pytest.fail("the mlcbuild console script is not installed: run ./scripts/setup.sh (pip install -e .)")
+    return found
+
+
 def run_cli(*args, env=None, timeout=900, cwd=None):
-    """Run `mlcbuild ARGS` as a user would; returns CompletedProcess with text stdout/stderr."""
-    return subprocess.run([sys.executable, "-m", "builder.cli", *args], capture_output=True, text=True,
+    """Run the `mlcbuild` console script with ARGS as a user would; returns CompletedProcess (text)."""
+    return subprocess.run([mlcbuild_script(), *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd or REPO)
 
 

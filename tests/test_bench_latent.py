@@ -32,13 +32,17 @@ def test_latent_vs_text_bench_quick(tmp_path):
     assert lat["latent_steps"] == 2 * 4 * (3 * 3 - 1) and txt["latent_steps"] == 0
     assert 0 < lat["generated_tokens"] <= 2 * 8 and lat["generated_tokens"] < txt["generated_tokens"]
     c = py["compare"]["text@4"]
-    assert c["speedup"] > 0 and 0 < c["token_reduction"] < 1
+    # the comparison's figures are the ratios of the measured runs (no timing threshold: figures, not tests)
+    assert c["speedup"] == pytest.approx(txt["e2e_s_median"] / lat["e2e_s_median"])
     assert c["token_reduction"] == pytest.approx(1 - lat["generated_tokens"] / txt["generated_tokens"])
     steps = py["steps"]
-    assert steps["ratio"] > 0 and steps["ratio"] == pytest.approx(steps["median_ms"]["latent"]
-                                                                 / steps["median_ms"]["decode"])
+    assert steps["ratio"] == pytest.approx(steps["median_ms"]["latent"] / steps["median_ms"]["decode"])
+    # each run's end-to-end time is the median of its runs
+    assert lat["e2e_s_median"] == pytest.approx(sorted(x["e2e_s"] for x in py["runs"]["latent"])[0] / 2
+                                                 + sorted(x["e2e_s"] for x in py["runs"]["latent"])[1] / 2)
     rows = {row["measure"]: row for row in res["table"]}
-    assert rows["latent vs text@4: generated tokens"]["verdict"] in ("MEETS", "MISSES")
+    want = "MEETS" if c["token_reduction"] >= res["targets"]["token_reduction"] else "MISSES"
+    assert rows["latent vs text@4: generated tokens"]["verdict"] == want
     assert rows["latent step / decode step (ms)"]["target"] == "<= 0.75"
     for row in res["table"]:  # every table row is printed
         assert any(row["measure"] in ln and row["figure"] in ln for ln in lines[2:-1]), row

@@ -19,13 +19,14 @@ from mas_system import AGENTS, QUESTION, links_for_dims, run_latent_page, tiny_l
 from builder.errors import MlcbuildError
 from builder.latent import LatentMAS
 from builder.make import make
-from builder.paths import WEB
+from builder.paths import web_dir
 from train_links import format as fmt
 from train_links.agents import split_prompt
 from train_links.links import make_link
 from train_links.rollout import generate
 from train_links.system import run_latent
 
+WEB = web_dir()
 ROUNDS, M, MAX_NEW, TEXT_TOKENS = 2, 4, 8, 4
 
 browser = [pytest.mark.browser, pytest.mark.slow]

@@ -14,7 +14,7 @@ from .patterns import PATTERNS
               "(HF folder or .gguf), e.g. tiny-qwen3,tiny-llama,tiny-qwen3.")
 @click.option("--pattern", type=click.Choice(list(PATTERNS)), default="sequential", show_default=True)
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
-              help="JSONL rows {question, plan?, refined_plan?, answer}; default: the built-in arithmetic set.")
+              help="JSONL rows {question, plan?, refined_plan?, answer}; default: the built-in task set (9 families).")
 @click.option("--rounds", type=int, default=3, show_default=True, help="Recursion rounds r.")
 @click.option("--latent-steps", type=int, default=16, show_default=True, help="Latent thoughts m per agent.")
 @click.option("--out", default="recursivelink.json", show_default=True, type=click.Path(dir_okay=False))
