@@ -77,6 +77,17 @@ def _previous_manifest(final: Path) -> dict | None:
         return None  # a damaged earlier build is rebuilt from scratch
 
 
+def _preflight(targets) -> None:
+    """Tools the compile step needs, checked before any download, conversion or graph work."""
+    from .toolchain import emcc_version, find_emcc, find_host_cc, tvm_version
+
+    tvm_version()
+    if "webgpu" in targets:
+        emcc_version(find_emcc())
+    if "cpu" in targets:
+        find_host_cc()
+
+
 def _check_writable(out_root: Path) -> None:
     """Fail before any work if nothing can be created under `out_root` (root ignores mode bits: try it)."""
     probe = out_root.absolute()
@@ -165,6 +176,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
 
     t_start = time.perf_counter()
     timings = {}
+    _preflight(targets)
     fetched: Fetched = fetch(model, revision, show_progress)
     preset = PRESETS.get(model)
     quant = check_quant(quant or (preset.default_quant if preset else "q4f16_1"))

@@ -28,6 +28,18 @@ def find_emcc() -> str:
     return exe
 
 
+def find_host_cc() -> str:
+    """The C/C++ compiler TVM links CPU libraries with ($CXX or $CC, else the first of its usual names on PATH)."""
+    exe = os.environ.get("CXX") or os.environ.get("CC")
+    for name in ([] if exe else ["g++", "gcc", "clang++", "clang", "c++", "cc"]):
+        exe = shutil.which(name)
+        if exe:
+            break
+    if not exe:
+        raise ToolMissing("no C/C++ compiler (g++, gcc, clang) on PATH to link the CPU library", "apt-get install g++")
+    return exe
+
+
 @cache
 def emcc_version(exe: str | None = None) -> str:
     exe = exe or find_emcc()

@@ -44,3 +44,22 @@ def test_doctor_fails_with_hint_when_tool_missing(cli, tmp_path, hidden, fix):
     bad = [c for c in json.loads(js.stdout)["checks"] if not c["ok"]]
     assert [c["fix"] for c in bad if c["name"] == hidden] == [fix]
     assert os.environ.get("PATH") != env["PATH"]
+
+
+def test_make_without_emcc_fails_before_any_work(cli, tmp_path):
+    """Without emcc (WebGPU) or a C++ compiler (CPU), make stops in one line before fetching or converting anything."""
+    import time
+
+    env = {"PATH": _path_without(tmp_path, "emcc")}
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    p = cli("make", "tiny-qwen3", "--quant", "q0f32", "--target", "webgpu", "--out", str(out), env=env)
+    took = time.perf_counter() - t0
+    assert p.returncode != 0 and p.stderr.count("\n") == 1, p.stderr
+    assert "emcc (emscripten) is not on PATH" in p.stderr and "apt-get install emscripten" in p.stderr
+    assert not out.exists()  # nothing converted, nothing written
+    print(f"make without emcc: refused in {took:.2f} s")
+    # the CPU target needs the host C++ compiler instead (TVM links the .so with it): the same early refusal
+    cc = cli("make", "tiny-qwen3", "--quant", "q0f32", "--target", "cpu", "--out", str(out), env=env)
+    assert cc.returncode != 0 and cc.stderr.count("\n") == 1 and "apt-get install g++" in cc.stderr, cc.stderr
+    assert not out.exists()
