@@ -10,7 +10,8 @@ from .errors import MlcbuildError
 
 
 @click.group(cls=Group, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="mlcbuild", message="%(prog)s %(version)s\npins:\n  " + pins.summary().replace("\n", "\n  "))
+@click.version_option(__version__, prog_name="mlcbuild",
+                      message="%(prog)s %(version)s\npins:\n  " + pins.summary().replace("\n", "\n  "))
 def cli():
     """Build WebGPU model libraries that export hidden states, and run RecursiveMAS latent loops."""
 
