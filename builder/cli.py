@@ -116,8 +116,9 @@ def _targets(target: str) -> tuple[str, ...]:
               help="Teacher-forced outer steps when training links.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
+@click.option("--verbose", is_flag=True, help="On a compiler failure, print its full trace (else kept in a log).")
 def make(model, quant, out, target, opt_level, revision, links, links_train, links_file, links_steps, quiet,
-         as_json):
+         as_json, verbose):
     """Fetch, convert, compile and package MODEL (a preset, an HF directory or a .gguf file)."""
     from pathlib import Path
 
@@ -128,7 +129,7 @@ def make(model, quant, out, target, opt_level, revision, links, links_train, lin
     step = LinksStep(file=Path(links_file)) if links_file else \
         LinksStep(train=links_train, outer_steps=links_steps) if links or links_train else None
     res = run_make(model, quant, Path(out), _targets(target), opt_level, revision,
-                   show_progress=not (quiet or as_json), links=step)
+                   show_progress=not (quiet or as_json), links=step, verbose=verbose)
     if as_json:
         emit_json({"out": str(res.out), "reused": res.reused, "timings": res.timings, "manifest": res.manifest})
     elif not quiet:
@@ -178,7 +179,8 @@ def convert(model, quant, out, quiet):
 @click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Library file to write.")
 @click.option("--opt", "opt_level", default=1, show_default=True, type=click.IntRange(0, 3))
 @click.option("--quiet", is_flag=True)
-def compile_cmd(model, quant, target, out, opt_level, quiet):
+@click.option("--verbose", is_flag=True, help="On a compiler failure, print its full trace (else kept in a log).")
+def compile_cmd(model, quant, target, out, opt_level, quiet, verbose):
     """Compile MODEL's graph (config only, no weights) to a WebGPU .wasm or a CPU .so."""
     from pathlib import Path
 
@@ -189,7 +191,7 @@ def compile_cmd(model, quant, target, out, opt_level, quiet):
 
     check_quant(quant)
     cfg = model_config(open_source(run_fetch(model, show_progress=not quiet).path).config)
-    r = compile_model(cfg, quant, target, Path(out), opt_level=opt_level, show_progress=not quiet)
+    r = compile_model(cfg, quant, target, Path(out), opt_level=opt_level, show_progress=not quiet, verbose=verbose)
     click.echo(f"{out}: {r['bytes'] / 1e6:.1f} MB (graph {r['graph_s']} s, compile {r['compile_s']} s, "
                f"link {r['link_s']} s)")
 

@@ -7,9 +7,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+from .compile_watch import PassWatch, error_line, save_log
 from .errors import BuildFailed, MlcbuildError
 from .models import ModelConfig, build_graph
 
@@ -33,7 +35,7 @@ def tvm_target(target: str):
 
 
 def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level: int = 1,
-                  show_progress: bool = True) -> dict:
+                  show_progress: bool = True, verbose: bool = False) -> dict:
     """Compile in a child process with a fixed PYTHONHASHSEED and address-space randomization off.
 
     The order of a few emitted instructions depends on Python's string hash seed and on heap addresses
@@ -50,39 +52,67 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
     cmd = [sys.executable, "-m", "builder.compile", json.dumps(args)]
     if shutil.which("setarch"):
         cmd = ["setarch", platform.machine(), "-R", *cmd]
-    proc = subprocess.run(cmd, env=env,
-                          stdout=subprocess.PIPE, stderr=None if show_progress else subprocess.PIPE, text=True)
+    # the child's stderr is read by a thread (the progress line goes on to ours) so its error lines can be parsed
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_lines: list[str] = []
+
+    def pump():
+        for line in proc.stderr:
+            err_lines.append(line)
+            if show_progress and not line.startswith("mlcbuild: "):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    stdout = proc.stdout.read()
+    proc.wait()
+    reader.join()
     if proc.returncode != 0:
-        err = (proc.stderr or "").strip().splitlines()
+        err = "".join(err_lines).replace("\r", "\n").strip().splitlines()
         msg = next((ln for ln in reversed(err) if ln.startswith("mlcbuild: error:")), err[-1] if err else "")
-        raise BuildFailed(f"compiling {out.name} failed: {msg.removeprefix('mlcbuild: error: ')}",
-                          "re-run with the same command to see the compiler output")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        log = next((ln.removeprefix("mlcbuild: log: ") for ln in err if ln.startswith("mlcbuild: log: ")), None)
+        if log and verbose:
+            sys.stderr.write(Path(log).read_text())
+        # a compiler failure points at its log; an input error from the child already carries its fix
+        fix = f"full trace in {log}; --verbose prints it" if log else None
+        msg = msg.removeprefix("mlcbuild: error: ")
+        sep = " " if msg.startswith(("in pass ", "while ")) else ": "
+        raise BuildFailed(f"compiling {out.name} failed{sep}{msg}", fix)
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level: int = 1,
-                 show_progress: bool = True) -> dict:
-    """Build the ABI graph for `target` and write the library to `out` atomically; returns timings."""
+                 show_progress: bool = True, watch: "PassWatch | None" = None) -> dict:
+    """Build the ABI graph for `target` and write the library to `out` atomically; returns timings.
+    `watch` follows the passes (progress, and the failing pass for the error message)."""
     import tvm
 
+    from .models.params import model_dtype
     from .wasm import export_wasm
 
+    watch = watch or PassWatch(f"compiling {out.name}", False)
     t0 = time.perf_counter()
+    watch.stage = "graph"
     tgt = tvm_target(target)
     mod, names, meta = build_graph(cfg, quant, tgt)
     t1 = time.perf_counter()
-    if target == "cpu":
-        from .cpu_schedule import cpu_pipeline
-        from .models.params import model_dtype
+    watch.stage = "compile"
+    ctx = tvm.transform.PassContext.current()
+    with tvm.transform.PassContext(opt_level=ctx.opt_level, config=dict(ctx.config), instruments=[watch.instrument()]):
+        if target == "cpu":
+            from .cpu_schedule import cpu_pipeline
 
-        heads = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, model_dtype(quant))
-        ex = tvm.compile(mod, tgt, relax_pipeline=cpu_pipeline(tgt, heads))
-    else:
-        from .gpu_attention import swap_merge_state
-        from .models.params import model_dtype
+            heads = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, model_dtype(quant))
+            ex = tvm.compile(mod, tgt, relax_pipeline=cpu_pipeline(tgt, heads))
+        else:
+            from .gpu_attention import swap_merge_state
 
-        ex = tvm.compile(swap_merge_state(cfg.num_attention_heads, model_dtype(quant))(mod), tgt)
+            ex = tvm.compile(swap_merge_state(cfg.num_attention_heads, model_dtype(quant))(mod), tgt)
     t2 = time.perf_counter()
+    watch.stage = "link"
+    watch.stack.clear()
+    watch.close(f"{watch.count} passes in {t2 - t1:.0f} s; linking")
     if target == "webgpu":
         export_wasm(ex, out, opt_level=opt_level, show_progress=show_progress)
     else:
@@ -101,10 +131,20 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
 
 if __name__ == "__main__":  # the child side of compile_model
     a = json.loads(sys.argv[1])
+    out = Path(a["out"])
+    watch = PassWatch(f"compiling {out.name}", a["show_progress"])
     try:
-        res = compile_here(ModelConfig(**a["cfg"]), a["quant"], a["target"], Path(a["out"]), a["opt_level"],
-                           a["show_progress"])
+        res = compile_here(ModelConfig(**a["cfg"]), a["quant"], a["target"], out, a["opt_level"],
+                           a["show_progress"], watch)
     except MlcbuildError as e:
         print(f"mlcbuild: error: {e.format_message()}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:  # a compiler failure: a short summary here, the whole trace in a log
+        watch.close()
+        where = f"in pass {watch.failing_pass()}" if watch.stage == "compile" and watch.failing_pass() \
+            else f"while {'building the graph' if watch.stage == 'graph' else 'linking'}"
+        log = save_log(out.name, watch.stage, watch.failing_pass(), e)
+        print(f"mlcbuild: error: {where}: {error_line(e)}", file=sys.stderr)
+        print(f"mlcbuild: log: {log}", file=sys.stderr)
         sys.exit(1)
     print(json.dumps(res))

@@ -170,7 +170,7 @@ LINKS_FILE = "recursivelink.json"
 
 def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), targets=("webgpu", "cpu"),
          opt_level: int = 1, revision: str | None = None, show_progress: bool = True,
-         links: LinksStep | None = None) -> BuildResult:
+         links: LinksStep | None = None, verbose: bool = False) -> BuildResult:
     from .convert.reader import open_source
     from .presets import PRESETS
 
@@ -201,7 +201,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     reused, libs = [], {}
     try:
         manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest,
-                          reused, libs, timings, show_progress, links)
+                          reused, libs, timings, show_progress, links, verbose)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
             raise
@@ -212,7 +212,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
 
 
 def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest, reused, libs,
-           timings, show_progress, links=None) -> dict:
+           timings, show_progress, links=None, verbose=False) -> dict:
     from .convert.convert import convert
 
     with atomic_dir(final) as tmp:
@@ -231,7 +231,8 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
             if _reuse(final, prev, f"compile-{t}", keys[f"compile-{t}"], (libs[t],), tmp):
                 reused.append(f"compile-{t}")
             else:
-                compile_model(cfg, quant, t, tmp / libs[t], opt_level=opt_level, show_progress=show_progress)
+                compile_model(cfg, quant, t, tmp / libs[t], opt_level=opt_level, show_progress=show_progress,
+                              verbose=verbose)
             timings[f"compile_{t}_s"] = round(time.perf_counter() - t0, 2)
         if links:
             t0 = time.perf_counter()

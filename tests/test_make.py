@@ -223,3 +223,23 @@ def test_reused_convert_step_keeps_every_tokenizer_file(tmp_path, tiny_qwen2_dir
     for name in named:
         assert (again.out / name).is_file() and name in again.manifest["files"], name
     assert again.manifest["files"] == first.manifest["files"]
+
+
+@pytest.mark.slow
+def test_a_compiler_failure_names_its_stage_and_keeps_the_trace(cli, tmp_path):
+    """A real failure inside TVM's export (the host C++ compiler fails): one line with the stage and TVM's own
+    message, the full trace in a log named in the fix; --verbose prints that trace too."""
+    out = tmp_path / "x.so"
+    p = cli("compile", "tiny-qwen3", "--quant", "q0f32", "--target", "cpu", "--out", str(out), "--quiet",
+            env={"CXX": "/bin/false"})
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("mlcbuild: error: compiling x.so failed while linking: RuntimeError: ")
+    assert "/bin/false -shared" in p.stderr  # the compiler's command line, from TVM's message
+    log = Path(p.stderr.split("full trace in ")[1].split(";")[0])
+    body = log.read_text()
+    assert "stage: link" in body and "Traceback" in body and "export_library" in body
+    assert not out.exists() and not list(tmp_path.glob(".x.so*"))
+    v = cli("compile", "tiny-qwen3", "--quant", "q0f32", "--target", "cpu", "--out", str(out), "--quiet",
+            "--verbose", env={"CXX": "/bin/false"})
+    assert v.returncode == 1 and "Traceback" in v.stderr and v.stderr.strip().splitlines()[-1].startswith(
+        "mlcbuild: error: compiling x.so failed while linking")
