@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import progress
 from .compile_watch import PassWatch, error_line, save_log
 from .errors import BuildFailed, MlcbuildError
 from .models import ModelConfig, build_graph
@@ -47,7 +48,7 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
     args = {"cfg": cfg.as_dict(), "quant": quant, "target": target, "out": str(out), "opt_level": opt_level,
             "show_progress": show_progress}
     pkg_root = str(Path(__file__).resolve().parent.parent)  # the child imports this very builder package
-    env = {**os.environ, "PYTHONHASHSEED": "0",
+    env = {**os.environ, "PYTHONHASHSEED": "0", progress.TTY_PARENT: "1" if sys.stderr.isatty() else "0",
            "PYTHONPATH": os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH")) if p)}
     cmd = [sys.executable, "-m", "builder.compile", json.dumps(args)]
     if shutil.which("setarch"):

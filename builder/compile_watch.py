@@ -22,7 +22,7 @@ class PassWatch:
         self.count = 0
         self.t0 = time.perf_counter()
         self._shown = 0.0
-        self.bar = progress.bar(desc=label, enabled=show, unit="pass", bar_format="{desc}: {postfix}")
+        self.bar = progress.bar(desc=label, enabled=show, unit="pass", bar_format="{desc}{postfix}")
 
     def instrument(self):
         import tvm
