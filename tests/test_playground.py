@@ -151,7 +151,8 @@ def test_playground_shows_bad_input_errors(system, artifacts, case):
 @pytest.mark.slow
 def test_artifact_cache_verifies_cached_shards(system):
     """web/src/runtime/cache.js: shards are stored verified, re-hashed from the cache on every load, and a tampered
-    cached shard gives ChecksumMismatchError and is dropped (the next load fetches it again)."""
+    cached shard gives ChecksumMismatchError and is dropped (the next load fetches it again); Model.load runs the
+    same check itself."""
     with PlaygroundServer(system["tmp"]) as srv:
         res = run_page(srv.url(f"/src/app/cache-check.html?build=/dist/{system['dirs'][0].name}/"), timeout_s=120)
     assert res["ok"], res["error"]
@@ -160,6 +161,8 @@ def test_artifact_cache_verifies_cached_shards(system):
     assert r["second"]["cached"] == r["second"]["files"] and r["second"]["fetched"] == 0
     assert r["tampered"].startswith("ChecksumMismatchError: cached params_shard_0.bin does not match manifest.json")
     assert r["dropped"] and r["third"]["fetched"] == 1
+    # Model.load verifies by itself (no UI involved): a tampered cached shard is refused before tvmjs reads it
+    assert r["modelLoad"].startswith("ChecksumMismatchError: cached params_shard_0.bin does not match"), r["modelLoad"]
 
 
 def test_serve_decodes_paths_and_shows_no_folders_or_server_paths(tmp_path):
@@ -200,3 +203,20 @@ def test_serve_decodes_paths_and_shows_no_folders_or_server_paths(tmp_path):
                     "/dist/my%20b%C3%BCild-q4f32_1/%2e%2e/%2e%2e/secret.txt", "/%2e%2e/secret.txt"):
             assert status(srv, bad)[0] == 404, bad
         assert status(srv, "/index.html")[0] == 200
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_no_gpu_adapter_gets_its_own_message(system):
+    """navigator.gpu present but no adapter: Model.load raises NoGPUAdapterError naming the fix (hardware
+    acceleration, driver, Chromium flags), and the playground's message table shows that fix, not tvmjs' text."""
+    with PlaygroundServer(system["tmp"]) as srv:
+        res = run_page(srv.url(f"/harness/no-adapter-check.html?build=/dist/{system['dirs'][0].name}/"),
+                       timeout_s=120)
+    assert res["ok"], res["error"]
+    r = res["result"]
+    assert r["error"]["name"] == "NoGPUAdapterError", r
+    assert r["error"]["message"].startswith("this browser has WebGPU but offers no GPU adapter (")
+    assert "hardware acceleration" in r["error"]["fix"] and "--enable-unsafe-webgpu" in r["error"]["fix"]
+    assert r["shown"]["title"].startswith("WebGPU is present, but the browser found no GPU adapter")
+    assert r["shown"]["fix"] == r["error"]["fix"]

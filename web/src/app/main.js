@@ -8,7 +8,7 @@ import { loadSystem, runLatent, runText } from "../mas/loop.js";
 import { loadLinks } from "../mas/links.js";
 import { fetchJSON } from "../runtime/fetching.js";
 import { LinkMismatchError } from "../runtime/errors.js";
-import { clearArtifactCache, verifyTensorCache } from "../runtime/cache.js";
+import { clearArtifactCache } from "../runtime/cache.js";
 import { explain } from "./messages.js";
 import { meanRowNorm, nearest, MAX_IDS } from "./peek.js";
 
@@ -150,8 +150,8 @@ async function ensureSystem() {
   pattern.agents.forEach((n, i) => setStatus(n, "loading", urls[i]));
   const unique = [...new Set(urls.map((u) => new URL(u, location.href).href))];
   const nModels = unique.length;
-  // Cheap checks first (links vs the builds' dims), then every weight shard's sha256 against manifest.json
-  // (cache.js fills tvmjs' Cache API scope with verified bytes only), then the models load from that cache.
+  // Cheap checks first (links vs the builds' dims), then Model.load checks every weight shard's sha256 against
+  // manifest.json (cache.js fills tvmjs' Cache API scope with verified bytes only) and loads from that cache.
   // the links file was read when the pattern was set up (a 37 MB file for SmolLM2's three agents: read it once)
   const links = pattern.url === linksUrl ? pattern.links : await loadLinks(new URL(linksUrl, location.href).href);
   if (urls.length !== links.pattern.agents.length) {
@@ -164,23 +164,17 @@ async function ensureSystem() {
     dims[n] = cfg.hidden_size ?? cfg.model_config?.hidden_size;
   }
   links.checkDims(dims);
-  const verified = {};
-  for (const [i, u] of unique.entries()) {
-    const manifest = await fetchJSON(new URL("manifest.json", u));
-    verified[u] = await verifyTensorCache(u, manifest, {
-      onProgress: (p) => progress((i + p.fraction) / nModels, `verifying ${u}: ${p.text}`),
-    });
-  }
   let done = 0;
   system = await loadSystem(urls, links, {
     onProgress: (p) => {
       if (p.stage === "ready") done += 1;
       const f = (done + (p.stage === "weights" ? p.fraction ?? 0 : 0)) / nModels;
-      progress(Math.min(f, 1), `loading ${p.url ?? ""}: ${p.stage}${p.text ? ` (${p.text})` : ""}`);
+      const what = p.stage === "verify" ? "verifying" : "loading";
+      progress(Math.min(f, 1), `${what} ${p.url ?? ""}: ${p.stage}${p.text ? ` (${p.text})` : ""}`);
     },
   });
   system.loadMs = performance.now() - t0;
-  system.verified = verified;
+  system.verified = Object.fromEntries(unique.map((u) => [u, system.models.find((m) => m.baseUrl === u)?.verified]));
   systemKey = key;
   system.finish = instrument(system.agents);
   pattern.agents.forEach((n) => setStatus(n, "ready"));

@@ -4,6 +4,9 @@ export function explain(e) {
   const msg = String(e?.message ?? e);
   const raw = `${name}: ${msg}`;
   switch (name) {
+    case "NoGPUAdapterError":
+      return { title: "WebGPU is present, but the browser found no GPU adapter to run it on.", detail: msg,
+        fix: e.fix || "Turn on hardware acceleration and update the GPU driver; see chrome://gpu." };
     case "WebGPUUnavailableError":
       return { title: "WebGPU is not available in this browser.", detail: msg,
         fix: "Use a recent Chrome or Edge (or Chromium with --enable-unsafe-webgpu), over https or http://localhost." };

@@ -1,9 +1,11 @@
 // Cache API storage for build artifacts, with a sha256 check against manifest.json on EVERY load (cached or not).
 //
 // Weight shards live in the Cache API scope tvmjs' fetchTensorCache reads (shardCacheScope(manifest), the scope
-// Model.load passes), keyed by their absolute URL like tvmjs' ArtifactCache. verifyTensorCache() runs before
-// Model.load: it hashes each cached shard (and tensor-cache.json), fetches and hashes the missing ones, and stores
-// only verified bytes, so tvmjs then loads from a cache whose every entry matches the manifest. Other files can go
+// Model.load passes), keyed by their absolute URL like tvmjs' ArtifactCache. Model.load runs verifyTensorCache()
+// first: it hashes each cached shard (and tensor-cache.json), fetches and hashes the missing ones, and stores
+// only verified bytes, so tvmjs then loads from a cache whose every entry matches the manifest. (Without the Cache
+// API, e.g. on plain http from another host, nothing can be checked before tvmjs fetches: browsers require a
+// secure context for WebGPU too, where the Cache API exists.) Other files can go
 // through cachedFetchVerified() (cache "mlcbuild"). A mismatch throws ChecksumMismatchError and drops the bad entry,
 // so a reload fetches it again.
 import { fetchOk, sha256Hex } from "./fetching.js";

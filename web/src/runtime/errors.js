@@ -7,6 +7,7 @@ export class MlcbuildError extends Error {
   }
 }
 export class WebGPUUnavailableError extends MlcbuildError {}
+export class NoGPUAdapterError extends WebGPUUnavailableError {}
 export class ShaderF16UnsupportedError extends MlcbuildError {}
 export class DeviceLimitError extends MlcbuildError {}
 export class ArtifactMissingError extends MlcbuildError {}

@@ -4,9 +4,10 @@
 // TVM paged KV cache, and the Model's own methods run on its main sequence. Host arrays in, host Float32Arrays
 // out; GPU temporaries are freed per call through tvmjs scopes.
 import { fetchJSON } from "./fetching.js";
-import { cachedFetchVerified } from "./cache.js";
+import { cachedFetchVerified, verifyTensorCache } from "./cache.js";
 import { loadPipelines } from "./pipelines.js";
-import { DeviceLimitError, MlcbuildError, ShaderF16UnsupportedError, WebGPUUnavailableError } from "./errors.js";
+import { DeviceLimitError, MlcbuildError, NoGPUAdapterError, ShaderF16UnsupportedError, WebGPUUnavailableError }
+  from "./errors.js";
 
 const PAGE_SIZE = 16;
 
@@ -15,6 +16,11 @@ function tvmjsGlobal() {
   if (!t) throw new MlcbuildError("tvmjs is not loaded", "include @mlc-ai/web-runtime/lib/index.js first");
   return t;
 }
+
+const NO_ADAPTER = "this browser has WebGPU but offers no GPU adapter";
+const NO_ADAPTER_FIX = "turn on hardware acceleration in the browser settings and update the GPU driver; on Linux " +
+  "start Chrome/Chromium with --enable-unsafe-webgpu --enable-features=Vulkan (or --use-webgpu-adapter=swiftshader " +
+  "for a CPU fallback); check chrome://gpu";
 
 // One shared WebGPU device per page: every model instance runs on it.
 let gpuPromise = null;
@@ -25,8 +31,11 @@ export function detectGPU() {
         throw new WebGPUUnavailableError("this browser has no WebGPU (navigator.gpu is missing)",
           "use a recent Chrome/Edge, or Chromium with --enable-unsafe-webgpu, over https or localhost");
       }
-      const out = await tvmjsGlobal().detectGPUDevice();
-      if (!out) throw new WebGPUUnavailableError("no WebGPU adapter was found", "enable WebGPU or use another browser");
+      // ask for an adapter ourselves first: with none, tvmjs' own error names no fix
+      const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }).catch(() => null);
+      if (!adapter) throw new NoGPUAdapterError(NO_ADAPTER, NO_ADAPTER_FIX);
+      const out = await tvmjsGlobal().detectGPUDevice().catch(() => null);
+      if (!out) throw new NoGPUAdapterError(NO_ADAPTER, NO_ADAPTER_FIX);
       return out;
     })();
   }
@@ -43,6 +52,10 @@ export class Model {
     const chatConfig = await fetchJSON(new URL("mlc-chat-config.json", base));
     const libName = manifest.libs?.webgpu;
     if (!libName) throw new MlcbuildError(`${base} has no WebGPU library`, "build it with mlcbuild make --target webgpu");
+    // every shard's sha256 against manifest.json before tvmjs reads them (it loads from the cache filled here)
+    const verified = await verifyTensorCache(base.href, manifest,
+      { onProgress: (p) => onProgress({ stage: "verify", fraction: p.fraction, text: p.text }) });
+    lap("verify_ms");
     const gpu = await detectGPU();
     const f16 = chatConfig.quantization.includes("f16");
     if (f16 && !gpu.adapter.features.has("shader-f16")) {
@@ -67,6 +80,8 @@ export class Model {
     await tvm.fetchTensorCache(base.href, tvm.webgpu(), { cacheScope: `mlcbuild/${manifest.name}-${manifest.quantization}` });
     lap("weights_ms");
     const model = new Model(tvm, manifest, chatConfig, maxSeqLen);
+    model.verified = verified;
+    model.baseUrl = base.href;
     await model.init((k) => onProgress({ stage: "kernels", fraction: k.fraction, text: k.text }));
     lap("pipelines_ms");
     const { compiled, skipped } = model.pipelines;
