@@ -25,10 +25,10 @@ def doctor(as_json, no_browser):
 
     checks = run_checks(browser=not no_browser)
     if as_json:
-        emit_json({"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]})
+        emit_json({"ok": not any(c.failed for c in checks), "checks": [c.as_dict() for c in checks]})
     else:
         click.echo(render_table(checks))
-    bad = [c for c in checks if not c.ok]
+    bad = [c for c in checks if c.failed]
     if bad:
         if not as_json:
             click.echo(f"\n{len(bad)} check(s) failed; run the fix shown beside each.", err=True)

@@ -20,6 +20,11 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    required: bool = True  # a failed optional check is a warning: doctor still exits 0
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok and self.required
 
     def as_dict(self):
         return asdict(self)
@@ -124,7 +129,8 @@ def check_webgpu() -> list[Check]:
     fallback = " (fallback adapter)" if r.get("isFallbackAdapter") else ""
     return [
         Check("webgpu adapter", True, f"{r.get('vendor') or '?'} / {r.get('architecture') or '?'}{fallback}"),
-        Check("webgpu shader-f16", True, "yes" if r["shaderF16"] else "no (use f32 libs: q0f32, q4f32_1)"),
+        Check("webgpu shader-f16", bool(r["shaderF16"]), "yes" if r["shaderF16"] else "no: f16 builds cannot run here",
+              "use f32 builds (q0f32, q4f32_1, q4f32_2), or a GPU and browser with shader-f16", required=False),
         Check("webgpu max storage binding", True, f"{r['maxStorageBufferBindingSize'] / 2**20:.0f} MiB"),
     ]
 
@@ -140,7 +146,7 @@ def render_table(checks: list[Check]) -> str:
     w = max(len(c.name) for c in checks)
     lines = []
     for c in checks:
-        lines.append(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{w}}  {c.detail}")
+        lines.append(f"{'ok  ' if c.ok else 'FAIL' if c.required else 'warn'}  {c.name:<{w}}  {c.detail}")
         if not c.ok and c.fix:
             lines.append(f"{'':4}  {'':<{w}}  fix: {c.fix}")
     return "\n".join(lines)
