@@ -108,7 +108,7 @@ def test_playground_both_modes_match_python(system, artifacts):
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["other-dims", "missing-artifact", "tampered-shard", "f16-lib"])
+@pytest.mark.parametrize("case", ["other-dims", "other-weights", "missing-artifact", "tampered-shard", "f16-lib"])
 def test_playground_shows_bad_input_errors(system, artifacts, case):
     """A clear message in #error (published, no uncaught page error), before any weights load."""
     if case == "other-dims":
@@ -116,6 +116,14 @@ def test_playground_shows_bad_input_errors(system, artifacts, case):
         res = open_playground(system, artifacts, case, timeout_s=180, links=f"/dist/{bad.name}", mode="latent")
         name, shown = "LinkMismatchError", "does not fit these models"
         detail = "hidden size 32 in the links but 64 in the model"
+    elif case == "other-weights":  # links trained on other weights (same dims): refused, force_links=1 overrides
+        doc = json.loads(system["links_file"].read_text())
+        for a in doc["agents"]:
+            a["model_id"], a["weights_sha256"] = "Qwen/Qwen3-0.6B", "0" * 64
+        bad = system["tmp"] / "recursivelink-other.json"
+        bad.write_text(json.dumps(doc))
+        res = open_playground(system, artifacts, case, timeout_s=180, links=f"/dist/{bad.name}", mode="latent")
+        name, shown, detail = "LinkMismatchError", "does not fit these models", "was trained on Qwen/Qwen3-0.6B"
     elif case == "tampered-shard":  # a served shard that differs from manifest.json: refused before it reaches the GPU
         src = system["dirs"][1]
         bad = system["tmp"] / "tampered-q0f32"

@@ -37,6 +37,8 @@ function showError(e) {
   return x;
 }
 
+function showNote(text) { $("notes").append(el("div", text)); }
+
 function clearError() { $("error").classList.remove("show"); $("error").replaceChildren(); }
 
 function progress(fraction, text) {
@@ -159,11 +161,18 @@ async function ensureSystem() {
       `${urls.length} build(s)`, "pass one build folder per agent, in order");
   }
   const dims = {};
+  const weights = {};
   for (const [i, n] of links.pattern.agents.entries()) {
-    const cfg = await fetchJSON(new URL("mlc-chat-config.json", new URL(urls[i], location.href)));
+    const base = new URL(urls[i], location.href);
+    const cfg = await fetchJSON(new URL("mlc-chat-config.json", base));
     dims[n] = cfg.hidden_size ?? cfg.model_config?.hidden_size;
+    weights[n] = { sha256: (await fetchJSON(new URL("manifest.json", base))).source?.sha256, where: urls[i] };
   }
   links.checkDims(dims);
+  for (const w of links.checkWeights(weights, { force: q.get("force_links") === "1" })) {
+    console.warn(w);
+    showNote(`warning: ${w}`);
+  }
   let done = 0;
   system = await loadSystem(urls, links, {
     onProgress: (p) => {

@@ -227,6 +227,22 @@ export class LinkSet {
   checkDims(dims) {
     checkDims(this.source, this.agents, dims);
   }
+
+  // weights: {agent name: {sha256, where}} from each build's manifest.json (source.sha256). Links trained on other
+  // weights run and answer nonsense: throw LinkMismatchError, or with `force` return the warnings instead.
+  checkWeights(weights, { force = false } = {}) {
+    const warnings = [];
+    for (const [name, have] of Object.entries(weights)) {
+      const a = this.agents[name];
+      const want = a?.weights_sha256;
+      if (!want || !have?.sha256 || want === have.sha256) continue;
+      const msg = `${this.source}: agent ${name} was trained on ${a.model_id || "other weights"} (weights ` +
+        `${want.slice(0, 12)}), but ${have.where} holds weights ${have.sha256.slice(0, 12)}`;
+      if (!force) throw new LinkMismatchError(msg, "use links trained for these builds, or add force_links=1 to the URL");
+      warnings.push(`${msg}; running anyway (force_links=1)`);
+    }
+    return warnings;
+  }
 }
 
 function checkDims(source, agents, dims) {
