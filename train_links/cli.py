@@ -2,6 +2,7 @@
 runs the same command."""
 
 import json
+import shlex
 
 import click
 
@@ -71,13 +72,25 @@ def train_links_cmd(agents, pattern, data, rounds, latent_steps, out, inner_step
                  inner_width=inner_width, outer_width=outer_width, warmup=warmup, dtype=dtype, link_dtype=link_dtype,
                  seed=seed, checkpoint=checkpoint, checkpoint_every=max(1, checkpoint_every), resume=resume,
                  stop_after=stop_after, val_rows=val_rows, select_every=max(1, select_every), eval=do_eval,
-                 eval_rows=eval_rows, progress=not (quiet or as_json))
+                 eval_rows=eval_rows, progress=not (quiet or as_json), command=_command(click.get_current_context()))
     echo = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
     summary = run(cfg, echo=echo)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     elif "eval" in summary:
         click.echo(render(summary["eval"]))
+
+
+def _command(ctx) -> str:
+    """The command that reproduces this run (options that differ from their defaults), kept in the links file."""
+    parts = ["mlcbuild", "train-links"]
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        if p.name in ("resume", "stop_after", "quiet", "as_json", "checkpoint") or v is None or v is False \
+                or v == p.default:
+            continue
+        parts += [p.opts[0]] if v is True else [p.opts[0], str(v)]
+    return shlex.join(parts)
 
 
 if __name__ == "__main__":  # `python3 -m train_links.cli ...` == `mlcbuild train-links ...` (and under torchrun)

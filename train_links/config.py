@@ -35,3 +35,4 @@ class Config:
     eval_rows: int = 64
     held_out: float = 0.2
     progress: bool = True
+    command: str = ""  # the CLI command that reproduces this run (recorded in the links file)

@@ -158,6 +158,8 @@ def run(cfg: Config, echo=print) -> dict:
                 "selected_step": trainer.extra.get("best", {}).get("step"),
                 "final_losses": {"inner": {k: v["loss"] for k, v in summary["inner"].items()},
                                  "outer": summary["outer"]["loss_last10"]}}
+    if cfg.command:
+        training["command"] = cfg.command
     if dist.is_main():
         fmt.save(cfg.out, agents, pattern, links, cfg.latent_steps, cfg.rounds, cfg.link_dtype, training)
         echo(f"wrote {cfg.out} ({Path(cfg.out).stat().st_size} bytes)")
