@@ -291,7 +291,8 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
               help="JSONL rows {question, answer, kind?}; default: the built-in held-out split.")
 @click.option("--modes", default="single,text,latent", show_default=True,
               help="Comma-separated: single (the final agent alone), text (text MAS), latent (latent MAS).")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N rows.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Only N rows, spread evenly over the data (every family of the built-in split stays in).")
 @click.option("--rounds", type=click.IntRange(1, 64), default=None, help="Default: the links' r.")
 @click.option("--latent-steps", type=click.IntRange(1, 4096), default=None, help="Default: the links' m.")
 @click.option("--max-tokens", default=24, show_default=True, type=click.IntRange(1, 4096),
@@ -318,7 +319,8 @@ def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_t
     if bad or not chosen:
         raise MlcbuildError(f"--modes: unknown mode(s) {bad or modes!r}", f"use a comma-separated subset of {MODES}")
     rows = load_jsonl(data) if data else builtin()[1]
-    rows = rows[:limit] if limit else rows
+    if limit and limit < len(rows):
+        rows = [rows[i * len(rows) // limit] for i in range(limit)]
     mas = LatentMAS([Path(a.strip()) for a in agents.split(",") if a.strip()], Path(links_file),
                     max_seq_len=max_seq_len or 1024, force_links=force_links, warn=lambda s: click.echo(s, err=True))
     if rounds or latent_steps:
