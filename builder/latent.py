@@ -115,7 +115,7 @@ class LatentMAS:
             eng = engines[str(Path(d).resolve())]
             dims[name] = eng.hidden_size
             self.agents[name] = Agent(name, self.pattern.role(name), eng)
-        self.lf = fmt.load(links_file, dims)  # again, now checked against the loaded models' hidden sizes
+        fmt.check_dims(self.lf, dims, links_file)  # against the loaded models' hidden sizes
         self._check_weights(links_file, build_dirs, force_links, warn)
         self.links = {}
         for meta in self.lf.meta["agents"]:

@@ -118,6 +118,22 @@ def _decode(spec, shape, dtype, where) -> torch.Tensor:
     return torch.from_numpy(a.copy())
 
 
+def _check_dims(p, agents: list[dict], agent_dims: dict[str, int]) -> None:
+    for i, a in enumerate(agents):
+        name = a["name"]
+        if name in agent_dims and agent_dims[name] != a["hidden_size"]:
+            raise _bad(f"{p}: agents[{i}]", f"agent {name} has hidden size {a['hidden_size']} here but "
+                       f"{agent_dims[name]} in the model", "use the links trained for these models")
+    missing = sorted(set(agent_dims) - {a["name"] for a in agents})
+    if missing:
+        raise _bad(p, f"no links for agent(s) {missing}", "train links for these agents")
+
+
+def check_dims(lf: "LinkFile", agent_dims: dict[str, int], path) -> None:
+    """The same dims check as load(path, agent_dims), on a file already loaded (no second parse)."""
+    _check_dims(Path(path), lf.meta["agents"], agent_dims)
+
+
 def load(path, agent_dims: dict[str, int] | None = None, max_bytes: int = MAX_FILE_BYTES) -> LinkFile:
     """Read and fully validate a recursivelink.json; `agent_dims` (name -> hidden size) checks it against the
     agents actually loaded. Every problem is a one-line MlcbuildError naming the file and the field."""
@@ -146,9 +162,6 @@ def load(path, agent_dims: dict[str, int] | None = None, max_bytes: int = MAX_FI
         _int(a.get("hidden_size"), 1, MAX_DIM, w, "hidden_size")
         if not isinstance(a.get("weights_sha256", ""), str) or not isinstance(a.get("model_id", ""), str):
             raise _bad(w, "model_id and weights_sha256 must be strings")
-        if agent_dims is not None and name in agent_dims and agent_dims[name] != a["hidden_size"]:
-            raise _bad(w, f"agent {name} has hidden size {a['hidden_size']} here but {agent_dims[name]} in the model",
-                       "use the links trained for these models")
         slots, role = _need(a, "slots", list, w), _need(a, "role", dict, w)
         texts = [role.get("system"), role.get("user"), role.get("target", "answer"), *slots]
         if not all(isinstance(s, str) for s in texts):
@@ -157,8 +170,8 @@ def load(path, agent_dims: dict[str, int] | None = None, max_bytes: int = MAX_FI
         if not all(isinstance(norms.get(k), int | float) and math.isfinite(norms[k]) for k in ("mean", "std")):
             raise _bad(w, "embedding_norm needs finite mean and std")
         agents[name] = a
-    if agent_dims is not None and set(agent_dims) - set(agents):
-        raise _bad(p, f"no links for agent(s) {sorted(set(agent_dims) - set(agents))}", "train links for these agents")
+    if agent_dims is not None:  # before any tensor is decoded
+        _check_dims(p, doc["agents"], agent_dims)
     pobj = _need(doc, "pattern", dict, p)
     try:
         if pobj.get("agents") != list(agents):
