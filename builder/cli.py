@@ -117,8 +117,10 @@ def _targets(target: str) -> tuple[str, ...]:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 @click.option("--verbose", is_flag=True, help="On a compiler failure, print its full trace (else kept in a log).")
+@click.option("--no-wait", is_flag=True, help="Fail at once when another run is writing the same build folder "
+              "(default: wait for it).")
 def make(model, quant, out, target, opt_level, revision, links, links_train, links_file, links_steps, quiet,
-         as_json, verbose):
+         as_json, verbose, no_wait):
     """Fetch, convert, compile and package MODEL (a preset, an HF directory or a .gguf file)."""
     from pathlib import Path
 
@@ -129,7 +131,7 @@ def make(model, quant, out, target, opt_level, revision, links, links_train, lin
     step = LinksStep(file=Path(links_file)) if links_file else \
         LinksStep(train=links_train, outer_steps=links_steps) if links or links_train else None
     res = run_make(model, quant, Path(out), _targets(target), opt_level, revision,
-                   show_progress=not (quiet or as_json), links=step, verbose=verbose)
+                   show_progress=not (quiet or as_json), links=step, verbose=verbose, wait=not no_wait)
     if as_json:
         emit_json({"out": str(res.out), "reused": res.reused, "timings": res.timings, "manifest": res.manifest})
     elif not quiet:

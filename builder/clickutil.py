@@ -1,15 +1,30 @@
 """Click plumbing shared by every command: ONE line on stderr for usage and user errors, never a traceback."""
 
 import json
+import signal
 import sys
 
 import click
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP, raised like KeyboardInterrupt so every `finally` and temp-folder cleanup runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
 
 
 class Group(click.Group):
     """A Click group whose usage errors and user errors print as ONE line, never a traceback."""
 
     def main(self, args=None, prog_name="mlcbuild", **extra):
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _terminate)
         try:
             rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as e:  # bare `mlcbuild`: help is the answer
@@ -27,6 +42,9 @@ class Group(click.Group):
         except (click.Abort, KeyboardInterrupt):
             click.echo("mlcbuild: interrupted", err=True)
             sys.exit(130)
+        except Terminated as e:
+            click.echo(f"mlcbuild: stopped by {signal.Signals(e.signum).name}; nothing half-written was kept", err=True)
+            sys.exit(128 + e.signum)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

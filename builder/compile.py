@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import progress
+from .buildlock import die_with_parent
 from .compile_watch import PassWatch, error_line, save_log
 from .errors import BuildFailed, MlcbuildError
 from .models import ModelConfig, build_graph
@@ -54,7 +55,8 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
     if shutil.which("setarch"):
         cmd = ["setarch", platform.machine(), "-R", *cmd]
     # the child's stderr is read by a thread (the progress line goes on to ours) so its error lines can be parsed
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=die_with_parent)  # a SIGKILLed parent takes its compile along
     err_lines: list[str] = []
 
     def pump():
@@ -66,8 +68,13 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    stdout = proc.stdout.read()
-    proc.wait()
+    try:
+        stdout = proc.stdout.read()
+        proc.wait()
+    except BaseException:  # Ctrl-C or SIGTERM here: stop the child before the temp folder goes
+        proc.kill()
+        proc.wait()
+        raise
     reader.join()
     if proc.returncode != 0:
         err = "".join(err_lines).replace("\r", "\n").strip().splitlines()

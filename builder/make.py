@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, pins
+from .buildlock import output_lock, remove_if_we_made_it
 from .compile import compile_model, lib_name
 from .convert.source import TOKENIZER_FILES
 from .errors import MlcbuildError
@@ -170,7 +171,7 @@ LINKS_FILE = "recursivelink.json"
 
 def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), targets=("webgpu", "cpu"),
          opt_level: int = 1, revision: str | None = None, show_progress: bool = True,
-         links: LinksStep | None = None, verbose: bool = False) -> BuildResult:
+         links: LinksStep | None = None, verbose: bool = False, wait: bool = True) -> BuildResult:
     from .convert.reader import open_source
     from .presets import PRESETS
 
@@ -182,6 +183,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     quant = check_quant(quant or (preset.default_quant if preset else "q4f16_1"))
     if "f16" in quant and "cpu" not in targets:  # the f16 safety check runs the CPU library
         targets = (*targets, "cpu")
+    existed = out_root.exists()
     _check_writable(out_root)
     timings["fetch_s"] = round(time.perf_counter() - t_start, 2)
 
@@ -200,13 +202,19 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
         keys["links"] = _key(__version__, *links.key_parts(digest))
     reused, libs = [], {}
     try:
-        manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest,
-                          reused, libs, timings, show_progress, links, verbose)
+        with output_lock(final, wait):
+            prev = _previous_manifest(final)  # again: a run we waited for may have just finished this build
+            manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest,
+                              reused, libs, timings, show_progress, links, verbose)
     except OSError as e:
+        remove_if_we_made_it(out_root, existed)
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
             raise
         raise MlcbuildError(f"writing {final} failed: {e.strerror}", "free disk space or pick another --out") \
             from None
+    except BaseException:  # failures, Ctrl-C, SIGTERM: the temp folder is already gone; no empty OUT/ either
+        remove_if_we_made_it(out_root, existed)
+        raise
     timings["total_s"] = round(time.perf_counter() - t_start, 2)
     return BuildResult(final, manifest, reused, timings)
 
