@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import mlcbuild_script
 
 ARGS = ["make", "tiny-qwen3", "--quant", "q0f32", "--target", "all", "--quiet"]
