@@ -44,8 +44,14 @@ def matmul_nt(x: Tensor, weight: tuple[Tensor, ...], fmt: str, out_features: int
             wt = te.compute((out_features, k_dim), lambda o, j: weight_value(fmt, w, o, j, dtype), name="dequantize")
         b, s, _ = xt.shape
         k = te.reduce_axis((0, k_dim), name="k")
-        return te.compute((b, s, out_features), lambda i, t, o: te.sum(xt[i, t, k] * wt[o, k], axis=k),
-                          name="matmul")
+        if dtype == "float32":
+            return te.compute((b, s, out_features), lambda i, t, o: te.sum(xt[i, t, k] * wt[o, k], axis=k),
+                              name="matmul")
+        # f16 models: products summed in f32, like torch and cuBLAS do (an f16 running sum over a few hundred
+        # terms moved SmolLM2's hidden states to a cosine of 0.998 and changed its answer), then rounded once
+        acc = te.compute((b, s, out_features), lambda i, t, o: te.sum(
+            xt[i, t, k].astype("float32") * wt[o, k].astype("float32"), axis=k), name="matmul")
+        return te.compute((b, s, out_features), lambda i, t, o: acc[i, t, o].astype(dtype), name="matmul_cast")
 
     suffix = {FLOAT: "", INT4: "_q4", INT4_MIN: "_q4m", INT8: "_q8"}[fmt]
     return op.tensor_expr_op(compute, name + suffix, args=[x, *weight])
