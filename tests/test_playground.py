@@ -228,3 +228,41 @@ def test_no_gpu_adapter_gets_its_own_message(system):
     assert "hardware acceleration" in r["error"]["fix"] and "--enable-unsafe-webgpu" in r["error"]["fix"]
     assert r["shown"]["title"].startswith("WebGPU is present, but the browser found no GPU adapter")
     assert r["shown"]["fix"] == r["error"]["fix"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_rebuilt_build_replaces_its_cached_copy(tmp_path):
+    """Visit a build, rebuild it with other weights, visit again with the same browser profile: the old cached files
+    are dropped and the new ones fetched (a note says so), instead of a "tampered" error."""
+    from safetensors.numpy import load_file, save_file
+
+    from builder.fetch import fetch
+    from builder.make import make
+
+    src = tmp_path / "m"
+    shutil.copytree(fetch("tiny-qwen3", show_progress=False).path, src)
+    dist = tmp_path / "dist"
+    build = make(str(src), "q0f32", dist, targets=("webgpu",), show_progress=False).out
+    page = f"/harness/rebuild-check.html?build=/dist/{build.name}/"
+    profile = tmp_path / "profile"
+    with PlaygroundServer(dist) as srv:
+        port = srv.port  # the same origin on every visit: the Cache API is per origin
+    with PlaygroundServer(dist, port=port) as srv:
+        first = run_page(srv.url(page), timeout_s=120, profile=profile)
+    assert first["ok"], first["error"]
+    assert first["result"]["fetched"] == first["result"]["files"] and not first["result"]["rebuilt"]
+    w = load_file(src / "model.safetensors")
+    name = next(k for k in w if k.endswith("embed_tokens.weight"))
+    w[name] = w[name] * 1.5
+    save_file(w, src / "model.safetensors", metadata={"format": "pt"})
+    make(str(src), "q0f32", dist, targets=("webgpu",), show_progress=False)
+    with PlaygroundServer(dist, port=port) as srv:
+        second = run_page(srv.url(page), timeout_s=120, profile=profile)
+    assert second["ok"], second["error"]
+    r = second["result"]
+    assert r["rebuilt"] and r["fetched"] == r["files"] and r["cached"] == 0, r
+    assert "the build changed: old cached files dropped" in r["notes"]
+    with PlaygroundServer(dist, port=port) as srv:
+        third = run_page(srv.url(page), timeout_s=120, profile=profile)
+    assert third["ok"] and not third["result"]["rebuilt"] and third["result"]["cached"] == r["files"], third

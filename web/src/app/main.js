@@ -184,6 +184,9 @@ async function ensureSystem() {
   });
   system.loadMs = performance.now() - t0;
   system.verified = Object.fromEntries(unique.map((u) => [u, system.models.find((m) => m.baseUrl === u)?.verified]));
+  for (const [u, v] of Object.entries(system.verified)) {
+    if (v?.rebuilt) showNote(`${u} was rebuilt since your last visit: its cached files were dropped and fetched again`);
+  }
   systemKey = key;
   system.finish = instrument(system.agents);
   pattern.agents.forEach((n) => setStatus(n, "ready"));

@@ -58,8 +58,25 @@ export async function cachedFetchVerified(baseUrl, manifest, name, { cacheName =
   return bytes;
 }
 
+// A rebuilt build (its manifest changed) is not a tampered one: the cached copies of the old build are dropped,
+// in both caches, and fetched again. The stamp is the sha256 of manifest.files, kept beside the shards.
+async function dropIfRebuilt(baseUrl, manifest, shardCache) {
+  const stampUrl = new URL("manifest.json?mlcbuild-cached-build", baseUrl).href;
+  const want = await sha256Hex(new TextEncoder().encode(JSON.stringify(manifest.files ?? {})));
+  const hit = await shardCache.match(stampUrl);
+  const had = hit ? await hit.text() : null;
+  let rebuilt = false;
+  if (had !== null && had !== want) {
+    for (const req of await shardCache.keys()) await shardCache.delete(req);
+    const other = await caches.open(CACHE_NAME);
+    for (const req of await other.keys()) if (req.url.startsWith(baseUrl)) await other.delete(req);
+    rebuilt = true;
+  }
+  return { rebuilt, save: () => shardCache.put(stampUrl, new Response(want)) };
+}
+
 // Verify (and fill) tvmjs' shard cache for one build before Model.load: tensor-cache.json and every params shard.
-// onProgress({stage: "verify", fraction, text}). Returns {files, cached, fetched, bytes, ms}.
+// onProgress({stage: "verify", fraction, text}). Returns {files, cached, fetched, bytes, ms, rebuilt}.
 export async function verifyTensorCache(baseUrl, manifest, { onProgress = () => {} } = {}) {
   const t0 = performance.now();
   const names = Object.keys(manifest.files ?? {}).filter((n) => n === "tensor-cache.json" || n.startsWith("params_shard_"))
@@ -67,9 +84,12 @@ export async function verifyTensorCache(baseUrl, manifest, { onProgress = () => 
   if (!names.some((n) => n.startsWith("params_shard_"))) {
     throw new ArtifactMissingError(`${baseUrl}: manifest.json lists no params_shard_*.bin`, "rebuild with mlcbuild make");
   }
-  const out = { files: names.length, cached: 0, fetched: 0, bytes: 0, ms: 0 };
+  const out = { files: names.length, cached: 0, fetched: 0, bytes: 0, ms: 0, rebuilt: false };
   if (!hasCacheAPI()) return out;  // tvmjs cannot cache either; Model.load fetches
   const cache = await caches.open(shardCacheScope(manifest));
+  const stamp = await dropIfRebuilt(baseUrl, manifest, cache);
+  out.rebuilt = stamp.rebuilt;
+  if (stamp.rebuilt) onProgress({ stage: "verify", fraction: 0, text: "the build changed: old cached files dropped" });
   for (let i = 0; i < names.length; i++) {
     const name = names[i];
     onProgress({ stage: "verify", fraction: i / names.length, text: `sha256 ${name}` });
@@ -94,6 +114,7 @@ export async function verifyTensorCache(baseUrl, manifest, { onProgress = () => 
     out.fetched += 1;
     out.bytes += bytes.length;
   }
+  await stamp.save();
   onProgress({ stage: "verify", fraction: 1, text: "verified" });
   out.ms = performance.now() - t0;
   return out;

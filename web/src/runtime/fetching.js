@@ -1,10 +1,10 @@
 // Fetching build outputs: JSON and bytes with clear errors, and sha256 digests (checks: cache.js).
 import { ArtifactMissingError } from "./errors.js";
 
-export async function fetchOk(url) {
+export async function fetchOk(url, init = undefined) {
   let res;
   try {
-    res = await fetch(url);
+    res = await fetch(url, init);
   } catch (e) {
     throw new ArtifactMissingError(`cannot fetch ${url}: ${e.message}`, "is `mlcbuild serve` running?");
   }
@@ -12,8 +12,9 @@ export async function fetchOk(url) {
   return res;
 }
 
+// JSON (manifests, configs) is revalidated with the server on every load: a rebuild must be seen at once
 export async function fetchJSON(url) {
-  const res = await fetchOk(url);
+  const res = await fetchOk(url, { cache: "no-cache" });
   try {
     return await res.json();
   } catch (e) {
