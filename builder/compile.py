@@ -55,21 +55,25 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
     if shutil.which("setarch"):
         cmd = ["setarch", platform.machine(), "-R", *cmd]
     # the child's stderr is read by a thread (the progress line goes on to ours) so its error lines can be parsed
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=die_with_parent)  # a SIGKILLed parent takes its compile along
-    err_lines: list[str] = []
+    err_chunks: list[bytes] = []
 
-    def pump():
-        for line in proc.stderr:
-            err_lines.append(line)
-            if show_progress and not line.startswith("mlcbuild: "):
-                sys.stderr.write(line)
+    def pump():  # raw bytes, so a progress line's carriage returns redraw it in place on our terminal
+        while chunk := os.read(proc.stderr.fileno(), 4096):
+            err_chunks.append(chunk)
+            if show_progress and b"mlcbuild: " not in chunk:
+                raw = getattr(sys.stderr, "buffer", None)
+                if raw:
+                    raw.write(chunk)
+                else:
+                    sys.stderr.write(chunk.decode(errors="replace"))
                 sys.stderr.flush()
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
-        stdout = proc.stdout.read()
+        stdout = proc.stdout.read().decode()
         proc.wait()
     except BaseException:  # Ctrl-C or SIGTERM here: stop the child before the temp folder goes
         proc.kill()
@@ -77,7 +81,7 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
         raise
     reader.join()
     if proc.returncode != 0:
-        err = "".join(err_lines).replace("\r", "\n").strip().splitlines()
+        err = b"".join(err_chunks).decode(errors="replace").replace("\r", "\n").strip().splitlines()
         msg = next((ln for ln in reversed(err) if ln.startswith("mlcbuild: error:")), err[-1] if err else "")
         log = next((ln.removeprefix("mlcbuild: log: ") for ln in err if ln.startswith("mlcbuild: log: ")), None)
         if log and verbose:
