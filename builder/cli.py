@@ -87,6 +87,15 @@ def models(as_json):
 
 
 TARGET_CHOICES = click.Choice(["webgpu", "cpu", "all"])
+AGENT_BUILDS = click.option("--agents", required=True,
+                            help="Build folders (OUT/<name>-<quant>), one per pattern agent, in order.")
+LINKS_FILE = click.option("--links", "links_file", required=True, type=click.Path(dir_okay=False, exists=True),
+                          help="recursivelink.json trained for these agents.")
+ROUNDS = click.option("--rounds", type=click.IntRange(1, 64), default=None, help="Default: the links' r.")
+LATENT_STEPS = click.option("--latent-steps", type=click.IntRange(1, 4096), default=None,
+                            help="Default: the links' m.")
+FORCE_LINKS = click.option("--force-links", is_flag=True,
+                           help="Run links trained on other weights than the builds' (warns).")
 MAX_SEQ_LEN = click.option("--max-seq-len", type=click.IntRange(16, 1 << 20), default=None,
                            help="KV cache positions per sequence (default 2048 for ask, 1024 per agent for run and "
                            "eval; at most the model's context).")
@@ -226,22 +235,21 @@ def ask(build_dir, question, max_tokens, max_seq_len, as_json):
 
 
 @cli.command()
-@click.option("--agents", required=True, help="Build folders (OUT/<name>-<quant>), one per pattern agent, in order.")
-@click.option("--links", "links_file", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="recursivelink.json trained for these agents.")
+@AGENT_BUILDS
+@LINKS_FILE
 @click.option("--question", "-q", required=True)
 @click.option("--mode", default="both", show_default=True,
               type=click.Choice(["latent", "text", "single", "both", "all"]),
               help="both: latent and text; all: single agent, text MAS and latent MAS side by side.")
-@click.option("--rounds", type=click.IntRange(1, 64), default=None, help="Default: the links' r.")
-@click.option("--latent-steps", type=click.IntRange(1, 4096), default=None, help="Default: the links' m.")
+@ROUNDS
+@LATENT_STEPS
 @click.option("--max-tokens", default=32, show_default=True, type=click.IntRange(1, 4096),
               help="The final answer's budget (every mode).")
 @click.option("--text-tokens", default=256, show_default=True, type=click.IntRange(1, 4096),
               help="Text mode: each agent writes until its turn ends, at most this many tokens.")
 @click.option("--browser", is_flag=True, help="Run the playground's JS loop on the WebGPU libraries in headless "
               "Chromium instead of the Python loop on the CPU libraries.")
-@click.option("--force-links", is_flag=True, help="Run links trained on other weights than the builds' (warns).")
+@FORCE_LINKS
 @MAX_SEQ_LEN
 @click.option("--json", "as_json", is_flag=True)
 def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, text_tokens, browser, force_links,
@@ -286,22 +294,21 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
 
 
 @cli.command(name="eval")
-@click.option("--agents", required=True, help="Build folders (OUT/<name>-<quant>), one per pattern agent, in order.")
-@click.option("--links", "links_file", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="recursivelink.json trained for these agents.")
+@AGENT_BUILDS
+@LINKS_FILE
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="JSONL rows {question, answer, kind?}; default: the built-in held-out split.")
 @click.option("--modes", default="single,text,latent", show_default=True,
               help="Comma-separated: single (the final agent alone), text (text MAS), latent (latent MAS).")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Only N rows, spread evenly over the data (every family of the built-in split stays in).")
-@click.option("--rounds", type=click.IntRange(1, 64), default=None, help="Default: the links' r.")
-@click.option("--latent-steps", type=click.IntRange(1, 4096), default=None, help="Default: the links' m.")
+@ROUNDS
+@LATENT_STEPS
 @click.option("--max-tokens", default=24, show_default=True, type=click.IntRange(1, 4096),
               help="The final answer's budget (every mode).")
 @click.option("--text-tokens", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Text MAS: each agent writes until its turn ends, at most this many tokens.")
-@click.option("--force-links", is_flag=True, help="Run links trained on other weights than the builds' (warns).")
+@FORCE_LINKS
 @MAX_SEQ_LEN
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and every row's outputs as JSON.")

@@ -191,7 +191,6 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     cfg = model_config(source.config, where=str(fetched.path))
     specs = param_specs(cfg)
     final = out_root / f"{fetched.name}-{quant}"
-    prev = _previous_manifest(final)
     digest = source_digest(fetched.path)
     keys = {"convert": _key("convert", __version__, digest, quant, [s.__dict__ for s in specs])}
     for t in targets:
@@ -203,7 +202,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     reused, libs = [], {}
     try:
         with output_lock(final, wait):
-            prev = _previous_manifest(final)  # again: a run we waited for may have just finished this build
+            prev = _previous_manifest(final)  # read under the lock: a run we waited for may have finished it
             manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest,
                               reused, libs, timings, show_progress, links, verbose)
     except OSError as e:

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def _tree_digest(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
+@cache  # an installed copy is hashed once per process, not on every page served
 def web_dir() -> Path:
     """The playground and browser harness folder (web/), in a place where its npm packages can be installed."""
     found = _checkout("web")

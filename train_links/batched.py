@@ -65,12 +65,14 @@ def generate_batch(agent: Agent, prompts: list[torch.Tensor], max_new: int = 16)
     return [agent.tokenizer.decode(x, skip_special_tokens=True) for x in ids]
 
 
-def run_latent_batch(agents: dict[str, Agent], links, pattern: Pattern, questions: list[str], rounds: int,
-                     m: int) -> list[torch.Tensor]:
-    """system.run_latent for several questions: the final agent's final-round prompt embeddings, one per row."""
-    prev: dict[str, torch.Tensor] = {}
+def final_prompts(agents: dict[str, Agent], pattern: Pattern, questions: list[str], rounds: int, hand_off, join,
+                  produce) -> list[torch.Tensor]:
+    """Walk `pattern` for `rounds` rounds over a batch of questions and return the final agent's final-round prompt
+    embeddings, one per row. A sender's message for row i goes through hand_off(edge, message) into the receiver's
+    slot (join merges two messages in one slot); produce(name, prompts) gives an agent's messages for the batch."""
+    prev: dict[str, list] = {}
     for r in range(rounds):
-        cur: dict[str, torch.Tensor] = {}
+        cur: dict[str, list] = {}
         for name in pattern.order():
             prompts = []
             for i, q in enumerate(questions):
@@ -78,14 +80,23 @@ def run_latent_batch(agents: dict[str, Agent], links, pattern: Pattern, question
                 for e in pattern.incoming(name):
                     src = prev.get(e.src) if e.next_round else cur.get(e.src)
                     if src is not None:
-                        block = links.outer[e.key](src[i])
-                        slots[e.slot] = block if e.slot not in slots else torch.cat([slots[e.slot], block], 0)
+                        msg = hand_off(e, src[i])
+                        slots[e.slot] = msg if e.slot not in slots else join(slots[e.slot], msg)
                 prompts.append(agents[name].prompt_embeds({"question": q}, slots))
             if r == rounds - 1 and name == pattern.final:
                 return prompts
-            cur[name] = rollout_batch(agents[name], prompts, links.inner[name], m)
+            cur[name] = produce(name, prompts)
         prev = cur
     raise AssertionError("the final agent is always in the last stage")
+
+
+def run_latent_batch(agents: dict[str, Agent], links, pattern: Pattern, questions: list[str], rounds: int,
+                     m: int) -> list[torch.Tensor]:
+    """system.run_latent for several questions: the final agent's final-round prompt embeddings, one per row."""
+    return final_prompts(agents, pattern, questions, rounds,
+                         hand_off=lambda e, block: links.outer[e.key](block),
+                         join=lambda a, b: torch.cat([a, b], 0),
+                         produce=lambda name, prompts: rollout_batch(agents[name], prompts, links.inner[name], m))
 
 
 def rollout_losses(agents: dict[str, Agent], links, pattern: Pattern, rows: list[dict], rounds: int,

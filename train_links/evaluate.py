@@ -4,7 +4,7 @@ MAS with closed-form-init (untrained) and with trained links, plus the latent an
 
 import torch
 
-from .batched import generate_batch, rollout_losses, run_latent_batch, single_prompts
+from .batched import final_prompts, generate_batch, rollout_losses, run_latent_batch, single_prompts
 from .data import exact_match, well_formed
 
 BATCH = 16
@@ -12,23 +12,9 @@ BATCH = 16
 
 @torch.no_grad()
 def _text_prompts(agents, pattern, questions, rounds, text_tokens):
-    prev: dict[str, list[str]] = {}
-    for r in range(rounds):
-        cur: dict[str, list[str]] = {}
-        for name in pattern.order():
-            prompts = []
-            for i, q in enumerate(questions):
-                slots: dict = {}
-                for e in pattern.incoming(name):
-                    src = prev.get(e.src) if e.next_round else cur.get(e.src)
-                    if src is not None:
-                        slots[e.slot] = src[i] if e.slot not in slots else slots[e.slot] + "\n" + src[i]
-                prompts.append(agents[name].prompt_embeds({"question": q}, slots))
-            if r == rounds - 1 and name == pattern.final:
-                return prompts
-            cur[name] = generate_batch(agents[name], prompts, text_tokens)
-        prev = cur
-    raise AssertionError("the final agent is always in the last stage")
+    return final_prompts(agents, pattern, questions, rounds, hand_off=lambda e, text: text,
+                         join=lambda a, b: a + "\n" + b,
+                         produce=lambda name, prompts: generate_batch(agents[name], prompts, text_tokens))
 
 
 @torch.no_grad()

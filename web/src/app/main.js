@@ -162,11 +162,15 @@ async function ensureSystem() {
   }
   const dims = {};
   const weights = {};
+  const meta = {};  // one config and manifest fetch per distinct build, however many roles share it
   for (const [i, n] of links.pattern.agents.entries()) {
     const base = new URL(urls[i], location.href);
-    const cfg = await fetchJSON(new URL("mlc-chat-config.json", base));
+    // in this order, so a missing build is reported by its config file first
+    meta[base.href] ??= [await fetchJSON(new URL("mlc-chat-config.json", base)),
+      await fetchJSON(new URL("manifest.json", base))];
+    const [cfg, manifest] = meta[base.href];
     dims[n] = cfg.hidden_size ?? cfg.model_config?.hidden_size;
-    weights[n] = { sha256: (await fetchJSON(new URL("manifest.json", base))).source?.sha256, where: urls[i] };
+    weights[n] = { sha256: manifest.source?.sha256, where: urls[i] };
   }
   links.checkDims(dims);
   for (const w of links.checkWeights(weights, { force: q.get("force_links") === "1" })) {
