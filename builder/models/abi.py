@@ -15,6 +15,9 @@ MLC names where MLC has a counterpart; the hidden-state functions are ours.
 |                            | support_sliding_window                    |                                  |
 | _metadata                  | -                                         | JSON string (see `metadata`)     |
 
+Every library also exports the sampling functions WebLLM's chat pipeline calls (sampling.py), so stock
+WebLLM can chat with it; `_metadata["functions"]` lists both sets.
+
 Hidden states are last-layer states after the final norm. A latent step is decode_last_hidden fed with
 a link's output: it never touches the LM head. The KV cache is driven at run time by
 vm.builtin.kv_state_{add_sequence, begin_forward, end_forward}.
@@ -27,6 +30,7 @@ from tvm.relax.frontend import nn
 from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
 
 from .decoder import CausalLM
+from .sampling import FUNCTIONS as SAMPLING_FUNCTIONS
 
 FUNCTIONS = ("embed", "prefill", "decode", "get_last_hidden", "decode_last_hidden", "get_logits",
              "create_tir_paged_kv_cache")
@@ -67,7 +71,7 @@ def metadata(model: CausalLM, params: list[tuple[str, nn.Parameter]]) -> dict:
         "attention_sink_size": -1,
         "tensor_parallel_shards": 1,
         "kv_state_kind": "kv_cache",
-        "functions": list(FUNCTIONS),
+        "functions": list(FUNCTIONS) + list(SAMPLING_FUNCTIONS),
         "params": [{"name": n, "shape": [int(d) for d in p.shape], "dtype": p.dtype} for n, p in params],
     }
 
