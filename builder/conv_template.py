@@ -62,15 +62,16 @@ def derive(render: Render, end_of_turn: list[str]) -> dict:
     default = _between(render([{"role": "user", "content": m["u1"]}], True), None, m["u1"])[:-len(p_user) or None]
     if default.startswith(head) and default.endswith(foot) and len(default) >= len(head) + len(foot):
         system_message, render_empty = default[len(head):len(default) - len(foot)], True
-    elif default == "":
+    elif head.startswith(default):  # e.g. a BOS text before every prompt, a system block only when given
         system_message, render_empty = "", False
+        system_template = system_template[len(default):]
     else:
         raise ValueError("the chat template's default system prompt does not fit its system template")
     conv = {"system_template": system_template, "system_message": system_message,
             "roles": {"user": role_u, "assistant": role_a}, "seps": [sep, sep_a], "role_content_sep": content_sep,
             "role_empty_sep": header[len(role_a):], "stop_str": [e for e in end_of_turn if e],
             "stop_token_ids": [], "add_role_after_system_message": True,
-            "render_empty_system_message": render_empty}
+            "render_empty_system_message": render_empty, "system_prefix_text": default if not render_empty else ""}
     check(conv, render)
     return conv
 
@@ -78,8 +79,9 @@ def derive(render: Render, end_of_turn: list[str]) -> dict:
 def render_conv(conv: dict, messages: list[dict]) -> str:
     """What WebLLM's Conversation makes of `messages` (system first, then alternating user/assistant)."""
     system = next((x["content"] for x in messages if x["role"] == "system"), conv["system_message"])
-    out = "" if system == "" and conv.get("render_empty_system_message") is False else \
-        conv["system_template"].replace("{system_message}", system)
+    out = conv.get("system_prefix_text", "")
+    if system != "" or conv.get("render_empty_system_message") is not False:
+        out += conv["system_template"].replace("{system_message}", system)
     turns = [x for x in messages if x["role"] != "system"]
     for i, x in enumerate(turns):
         out += conv["roles"][x["role"]] + conv["role_content_sep"] + x["content"] + conv["seps"][i % len(conv["seps"])]
@@ -113,6 +115,9 @@ def conv_template(tokenizer_dir, eos_ids: list[int]) -> tuple[dict, str | None]:
         conv = derive(render, eos_text)
     except Exception as e:  # noqa: BLE001 -- a template that raises on a system turn, or pieces that do not fit
         return {**PLAIN, "stop_str": eos_text, "stop_token_ids": eos_ids}, f"chat template not expressible: {e}"
+    prefix = conv.pop("system_prefix_text")  # WebLLM takes a fixed prompt prefix as token ids
+    if prefix:
+        conv["system_prefix_token_ids"] = tok(prefix, add_special_tokens=False)["input_ids"]
     end_ids = [i for i in tok.convert_tokens_to_ids(conv["stop_str"]) if i is not None]
     conv["stop_token_ids"] = sorted({*eos_ids, *end_ids})
     return conv, None
