@@ -119,8 +119,10 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
             ex = tvm.compile(mod, tgt, relax_pipeline=cpu_pipeline(tgt, heads))
         else:
             from .gpu_attention import swap_merge_state
+            from .gpu_schedule import gpu_pipeline
 
-            ex = tvm.compile(swap_merge_state(cfg.num_attention_heads, model_dtype(quant))(mod), tgt)
+            ex = tvm.compile(swap_merge_state(cfg.num_attention_heads, model_dtype(quant))(mod), tgt,
+                             relax_pipeline=gpu_pipeline(tgt))
     t2 = time.perf_counter()
     watch.stage = "link"
     watch.stack.clear()

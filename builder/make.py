@@ -49,7 +49,8 @@ def compiler_digest(target: str) -> str:
     """What a library depends on besides its inputs: our graph and schedule code, and for CPU libs the host
     CPU they are tuned for. A change to either invalidates the compile step."""
     here = Path(__file__).resolve().parent
-    own = ("cpu_schedule.py", "cpu_attention.py") if target == "cpu" else ("wasm.py", "gpu_attention.py")
+    own = ("cpu_schedule.py", "cpu_attention.py") if target == "cpu" else ("wasm.py", "gpu_attention.py",
+                                                                           "gpu_schedule.py")
     files = sorted((here / "models").glob("*.py")) + [here / n for n in ("compile.py", *own)]
     h = hashlib.sha256()
     for f in files:

@@ -42,7 +42,8 @@ class CausalLM(nn.Module):
         self.dtype = model_dtype(quant)
         self.model = Body(cfg, self.dtype, quant)
         if not cfg.tie_word_embeddings:
-            self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, self.dtype, weight_format(quant, "linear"))
+            self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, self.dtype, weight_format(quant, "linear"),
+                                  kernel="lm_head")
 
     # -- internals --------------------------------------------------------------------------------
     def _hidden(self, embeds: Tensor, kv: PagedKVCache) -> Tensor:

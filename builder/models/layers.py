@@ -77,14 +77,16 @@ def _weight_args(module: nn.Module, fmt: str) -> tuple:
 class Linear(nn.Module):
     """y = x @ W^T (+ b), W in any stored format (dequantized inside the matmul kernel)."""
 
-    def __init__(self, in_features: int, out_features: int, dtype: str, fmt: str, bias: bool = False):
+    def __init__(self, in_features: int, out_features: int, dtype: str, fmt: str, bias: bool = False,
+                 kernel: str = "linear"):
         super().__init__()
         self.in_features, self.out_features, self.dtype, self.fmt = in_features, out_features, dtype, fmt
+        self.kernel = kernel  # the kernel's name; "lm_head" gets its own WebGPU schedule (gpu_schedule.py)
         _weight_params(self, fmt, out_features, in_features, dtype)
         self.bias = nn.Parameter((out_features,), dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = matmul_nt(x, _weight_args(self, self.fmt), self.fmt, self.out_features, self.dtype)
+        y = matmul_nt(x, _weight_args(self, self.fmt), self.fmt, self.out_features, self.dtype, name=self.kernel)
         return y + self.bias if self.bias is not None else y
 
 
