@@ -347,10 +347,12 @@ def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_t
 def _register_more():
     from train_links.cli import train_links_cmd  # light: click and dataclasses only; torch loads on use
 
+    from .builds_index import index_cmd
     from .serve import serve_cmd
 
     cli.add_command(train_links_cmd)
     cli.add_command(serve_cmd)
+    cli.add_command(index_cmd)
 
 
 _register_more()

@@ -227,6 +227,8 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     except BaseException:  # failures, Ctrl-C, SIGTERM: the temp folder is already gone; no empty OUT/ either
         remove_if_we_made_it(out_root, existed)
         raise
+    from .builds_index import update as update_builds_index  # builds.json: what the playground reads
+    update_builds_index(out_root)
     timings["total_s"] = round(time.perf_counter() - t_start, 2)
     return BuildResult(final, manifest, reused, timings)
 

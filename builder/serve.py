@@ -1,7 +1,8 @@
 """`mlcbuild serve`: the playground (web/) at / and a build output root at /dist/, on 127.0.0.1.
 
-/dist/index.json is generated on each request (nothing is written to DIR): the builds found in DIR (folders holding a
-manifest.json, DIR itself included) and the recursivelink*.json files next to them, so the page can offer them.
+The page reads /dist/builds.json when DIR has one (`mlcbuild make` writes it, builder/builds_index.py). For folders
+without it, /dist/index.json is generated on each request (nothing is written to DIR): the builds found in DIR (folders
+holding a manifest.json, DIR itself included) and the recursivelink*.json files next to them.
 Register in builder/cli.py with `cli.add_command(serve_cmd)`.
 """
 
@@ -134,8 +135,9 @@ def serve_cmd(dist, port, host):
                             "pick another --port (0 = any free port)") from None
     try:
         index = list_builds(root)
+        read = "builds.json" if (root / "builds.json").is_file() else "a generated index.json (no builds.json)"
         click.echo(f"serving web/ at / and {root.resolve()} at /dist/ "
-                   f"({len(index['builds'])} build(s), {len(index['links'])} links file(s))")
+                   f"({len(index['builds'])} build(s), {len(index['links'])} links file(s); the page reads {read})")
         for b in index["builds"]:
             click.echo(f"  {b['url']}  {b['model']} {b['quantization']}  libs: {', '.join(sorted(b['libs']))}")
         click.echo(f"playground: {srv.playground_url()}  (Ctrl-C to stop)")
