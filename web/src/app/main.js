@@ -1,20 +1,24 @@
 // The playground page (web/index.html): pick builds and a links file, run the RecursiveMAS loop latent / text / both,
 // show agent status, latent hand-offs (with a nearest-token peek), the answers and a latent-vs-text table.
-// URL params (?auto=1&builds=..&links=..&r=..&m=..&max=..&q=..&mode=both) run without clicks and publish
-// window.__mlcbuildResult (or window.__mlcbuildError plus a result carrying the #error text) for tests; the buttons
-// publish the same way, ?auto=load only loads (and caches) the models, and ?click=<button id> (without auto) presses
-// one after the page is set up.
+// Artifacts come from a base URL (?artifacts=, artifacts.js) that may be another origin; build and links URLs are
+// relative to it. URL params (?auto=1&builds=..&links=..&r=..&m=..&max=..&q=..&mode=both) run without clicks and
+// publish window.__mlcbuildResult (or window.__mlcbuildError plus a result carrying the #error text) for tests; the
+// buttons publish the same way, ?auto=load only loads (and caches) the models, and ?click=<button id> (without auto)
+// presses one after the page is set up.
 import { loadSystem, runLatent, runText } from "../mas/loop.js";
 import { loadLinks } from "../mas/links.js";
 import { fetchJSON } from "../runtime/fetching.js";
 import { LinkMismatchError } from "../runtime/errors.js";
+import { detectGPU } from "../runtime/model.js";
 import { clearArtifactCache } from "../runtime/cache.js";
 import { explain } from "./messages.js";
 import { meanRowNorm, nearest, MAX_IDS } from "./peek.js";
+import { artifactsBase, defaultLinks, describe, guessBuild, loadIndex } from "./artifacts.js";
 
 const $ = (id) => document.getElementById(id);
 const q = new URLSearchParams(location.search);
-const dist = q.get("dist") || "/dist/";
+const base = artifactsBase(q);
+const at = (u) => new URL(u, base).href; // a typed or preset build / links URL, relative to the artifacts base
 let index = { builds: [], links: [] };
 let pattern = null; // {agents: [...], links file meta}
 let system = null; // loaded system, keyed by systemKey
@@ -49,43 +53,29 @@ function progress(fraction, text) {
 // ---------------------------------------------------------------------------------------------------------------
 // artifacts and roles
 
-async function loadIndex() {
-  $("dist-root").textContent = dist;
-  try {
-    const res = await fetch(new URL("index.json", new URL(dist, location.href)));
-    if (res.ok) index = await res.json();
-  } catch { /* typed URLs still work */ }
-  $("builds").textContent = index.builds.length
-    ? index.builds.map((b) => `${b.name}${b.libs?.webgpu ? "" : " (no webgpu lib)"}`).join(", ") : "(none: type URLs)";
+async function showIndex() {
+  $("artifacts").value = base;
+  index = await loadIndex(base);
+  $("dist-root").textContent = index.source ?? base;
+  if (index.error) showNote(index.error);
+  $("builds").textContent = index.builds.length ? index.builds.map(describe).join(", ") : "(none: type URLs)";
   const dl = el("datalist", null, { id: "build-list" });
   for (const b of index.builds) dl.append(el("option", null, { value: b.url, label: `${b.model} ${b.quantization}` }));
   document.body.append(dl);
 }
 
-function defaultLinks() {
-  const first = index.builds.find((b) => b.links?.length);
-  return first ? first.links[0] : index.links[0] ?? "";
-}
-
-function guessBuild(agent) {
-  const webgpu = index.builds.filter((b) => b.libs?.webgpu);
-  const id = String(agent.model_id ?? "").toLowerCase();
-  const byName = webgpu.find((b) => id && (id.includes(String(b.model).toLowerCase()) ||
-    String(b.model).toLowerCase().includes(id.split("/").pop())));
-  return (byName ?? webgpu.find((b) => b.hidden_size === agent.hidden_size) ?? webgpu[0])?.url ?? "";
-}
-
 async function loadPattern(preset = []) {
   const url = $("links-url").value.trim();
   if (!url) throw new Error("no recursivelink.json URL: type one in the links field");
-  const ls = await loadLinks(new URL(url, location.href).href);
+  const ls = await loadLinks(at(url));
   pattern = { agents: ls.pattern.agents, rounds: ls.rounds, m: ls.m, name: ls.pattern.name, url, links: ls };
   if (!$("rounds").value) $("rounds").value = ls.rounds;
   if (!$("m").value) $("m").value = ls.m;
   const box = $("roles");
   box.replaceChildren(el("div", `pattern ${ls.pattern.name}: assign a build to each role`));
   ls.pattern.agents.forEach((name, i) => {
-    const input = el("input", null, { id: `role-${name}`, value: preset[i] ?? guessBuild(ls.agents[name]) });
+    const guess = preset[i] ?? guessBuild(index, at(url), name, ls.agents[name]);
+    const input = el("input", null, { id: `role-${name}`, value: guess });
     input.setAttribute("list", "build-list");
     const lab = el("label", `${name} (d=${ls.agents[name].hidden_size}) `);
     lab.append(input);
@@ -142,20 +132,22 @@ function readOpts() {
 
 async function ensureSystem() {
   if (!pattern) await loadPattern();
-  const urls = pattern.agents.map((n) => $(`role-${n}`).value.trim());
-  const missing = pattern.agents.filter((n, i) => !urls[i]);
+  await detectGPU(); // before any download: without WebGPU nothing below can run
+  const typed = pattern.agents.map((n) => $(`role-${n}`).value.trim());
+  const missing = pattern.agents.filter((n, i) => !typed[i]);
   if (missing.length) throw new Error(`no build assigned to ${missing.join(", ")}`);
+  const urls = typed.map(at);
   const linksUrl = $("links-url").value.trim();
   const key = JSON.stringify([urls, linksUrl]);
   if (system && systemKey === key) return system;
   const t0 = performance.now();
   pattern.agents.forEach((n, i) => setStatus(n, "loading", urls[i]));
-  const unique = [...new Set(urls.map((u) => new URL(u, location.href).href))];
+  const unique = [...new Set(urls)];
   const nModels = unique.length;
   // Cheap checks first (links vs the builds' dims), then Model.load checks every weight shard's sha256 against
   // manifest.json (cache.js fills tvmjs' Cache API scope with verified bytes only) and loads from that cache.
   // the links file was read when the pattern was set up (a 37 MB file for SmolLM2's three agents: read it once)
-  const links = pattern.url === linksUrl ? pattern.links : await loadLinks(new URL(linksUrl, location.href).href);
+  const links = pattern.url === linksUrl ? pattern.links : await loadLinks(at(linksUrl));
   if (urls.length !== links.pattern.agents.length) {
     throw new LinkMismatchError(`pattern ${links.pattern.name} has ${links.pattern.agents.length} agents, got ` +
       `${urls.length} build(s)`, "pass one build folder per agent, in order");
@@ -164,11 +156,11 @@ async function ensureSystem() {
   const weights = {};
   const meta = {};  // one config and manifest fetch per distinct build, however many roles share it
   for (const [i, n] of links.pattern.agents.entries()) {
-    const base = new URL(urls[i], location.href);
+    const build = new URL(urls[i]);
     // in this order, so a missing build is reported by its config file first
-    meta[base.href] ??= [await fetchJSON(new URL("mlc-chat-config.json", base)),
-      await fetchJSON(new URL("manifest.json", base))];
-    const [cfg, manifest] = meta[base.href];
+    meta[build.href] ??= [await fetchJSON(new URL("mlc-chat-config.json", build)),
+      await fetchJSON(new URL("manifest.json", build))];
+    const [cfg, manifest] = meta[build.href];
     dims[n] = cfg.hidden_size ?? cfg.model_config?.hidden_size;
     weights[n] = { sha256: manifest.source?.sha256, where: urls[i] };
   }
@@ -328,18 +320,26 @@ function bind() {
 
 async function main() {
   bind();
-  if (!navigator.gpu) {
-    const { WebGPUUnavailableError } = await import("../runtime/errors.js");
-    showError(new WebGPUUnavailableError("this browser has no WebGPU (navigator.gpu is missing)"));
-  }
-  await loadIndex();
+  // no WebGPU (or no adapter): say what to do at once; the builds and links still load, nothing is downloaded
+  const gpuError = await detectGPU().then(() => null, (e) => e);
+  if (gpuError) showError(gpuError);
+  await showIndex();
   if (q.get("q")) $("question").value = q.get("q");
   for (const [p, id] of [["r", "rounds"], ["m", "m"], ["max", "max-tokens"], ["text_tokens", "text-tokens"]]) {
     if (q.get(p)) $(id).value = q.get(p);
   }
-  $("links-url").value = q.get("links") || defaultLinks();
+  $("links-url").value = q.get("links") || defaultLinks(index);
   const preset = (q.get("builds") || "").split(",").map((s) => s.trim()).filter(Boolean);
-  if ($("links-url").value) await loadPattern(preset);
+  if ($("links-url").value) {
+    try {
+      await loadPattern(preset);
+    } catch (e) {
+      if (!gpuError) throw e;
+      // the GPU error comes first; on plain http crypto.subtle, which checks the links' sha256, is hidden too
+      showNote(`links not loaded${isSecureContext ? "" : " (plain http also hides crypto.subtle)"}: ${e.message}`);
+    }
+  }
+  if (gpuError && q.get("auto")) throw gpuError;
   if (q.get("auto") === "load") { // load (and cache) the models only: what a visit costs before the first run
     const sys = await ensureSystem();
     return { load_ms: sys.loadMs, verified: sys.verified, load_times: sys.models.map((m) => m.loadTimes) };
@@ -358,7 +358,8 @@ function publishError(e) {
     if (!["done", "idle"].includes(tr.cells[2].textContent)) tr.cells[2].textContent = "failed";
   }
   progress(null, "failed");
-  window.__mlcbuildResult = { error: { name: e?.name, message: e?.message, shown: $("error").textContent, ...x } };
+  window.__mlcbuildResult = { error: { name: e?.name, message: e?.message, shown: $("error").textContent, ...x },
+    builds: index.builds.map((b) => b.name) };
   window.__mlcbuildError = `${e?.name}: ${e?.message}`;
 }
 

@@ -9,7 +9,8 @@ export function explain(e) {
         fix: e.fix || "Turn on hardware acceleration and update the GPU driver; see chrome://gpu." };
     case "WebGPUUnavailableError":
       return { title: "WebGPU is not available in this browser.", detail: msg,
-        fix: "Use a recent Chrome or Edge (or Chromium with --enable-unsafe-webgpu), over https or http://localhost." };
+        fix: e.fix || "Use a recent Chrome or Edge (or Chromium with --enable-unsafe-webgpu), over https or " +
+          "http://localhost." };
     case "ShaderF16UnsupportedError":
       return { title: "This build needs 16-bit float shaders (shader-f16), which this GPU does not offer.", detail: msg,
         fix: "Pick the f32 variant of the build (e.g. q4f32_1 instead of q4f16_1): mlcbuild make MODEL --quant q4f32_1." };

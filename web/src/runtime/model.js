@@ -27,6 +27,11 @@ let gpuPromise = null;
 export function detectGPU() {
   if (!gpuPromise) {
     gpuPromise = (async () => {
+      if (!navigator.gpu && globalThis.isSecureContext === false) { // WebGPU exists in secure contexts only
+        throw new WebGPUUnavailableError("this page is not a secure context (plain http from a host other than " +
+          "localhost), so the browser hides WebGPU", "open it over https (e.g. GitHub Pages) or from " +
+          "http://localhost / http://127.0.0.1");
+      }
       if (!navigator.gpu) {
         throw new WebGPUUnavailableError("this browser has no WebGPU (navigator.gpu is missing)",
           "use a recent Chrome/Edge, or Chromium with --enable-unsafe-webgpu, over https or localhost");
