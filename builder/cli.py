@@ -348,10 +348,12 @@ def _register_more():
     from train_links.cli import train_links_cmd  # light: click and dataclasses only; torch loads on use
 
     from .builds_index import index_cmd
+    from .bundle import bundle_cmd
     from .serve import serve_cmd
 
     cli.add_command(train_links_cmd)
     cli.add_command(serve_cmd)
+    cli.add_command(bundle_cmd)
     cli.add_command(index_cmd)
 
 
