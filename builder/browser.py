@@ -110,10 +110,10 @@ def check_browser_tools() -> None:
 
 def run_page(url: str, timeout_s: float = 120, screenshot: Path | None = None,
              screenshot_always: bool = False, profile: Path | None = None,
-             throttle: tuple[int, int] | None = None) -> dict:
+             throttle: tuple[int, int] | None = None, chromium_args: tuple[str, ...] = ()) -> dict:
     """Open `url` in headless Chromium; return {ok, result, error, console}. `profile`: a browser profile folder
     to keep (and reuse on the next call, e.g. for a cached visit); default: a fresh one, removed afterwards.
-    `throttle`: (kbit/s, latency ms) network emulation for the page's requests."""
+    `throttle`: (kbit/s, latency ms) network emulation for the page's requests. `chromium_args`: extra flags."""
     check_browser_tools()
     driver = web_dir() / "tools" / "browse.mjs"
     cmd = ["node", str(driver), "--url", url, "--timeout", str(int(timeout_s * 1000))]
@@ -123,6 +123,8 @@ def run_page(url: str, timeout_s: float = 120, screenshot: Path | None = None,
         cmd += ["--profile", str(profile)]
     if throttle:
         cmd += ["--throttle", f"{int(throttle[0])},{int(throttle[1])}"]
+    for a in chromium_args:
+        cmd += ["--arg", a]
     env = {**os.environ, "MLCBUILD_CHROMIUM": find_chromium()}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 60, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -3,18 +3,19 @@
 // one JSON line {ok, result, error, console} on stdout. Used by builder/browser.py and the tests.
 //
 //   node web/tools/browse.mjs --url http://127.0.0.1:PORT/page.html [--timeout 60000]
-//        [--screenshot out.png] [--screenshot-always] [--profile DIR] [--throttle KBIT_S,LATENCY_MS]
+//        [--screenshot out.png] [--screenshot-always] [--profile DIR] [--throttle KBIT_S,LATENCY_MS] [--arg FLAG]...
 // --profile keeps the browser profile (Cache API storage included) in DIR, so a second visit finds the first one's
 // cached artifacts; without it every run starts from a fresh, empty profile that is removed afterwards.
 // --throttle emulates a slower network for the page's requests (DevTools' network conditions; Cache API reads are
-// not network requests, so they run at full speed).
+// not network requests, so they run at full speed). --arg adds a Chromium flag (e.g. one that turns WebGPU off).
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 function parseArgs(argv) {
-  const opts = { timeout: 60000, screenshot: null, screenshotAlways: false, url: null, profile: null, throttle: null };
+  const opts = { timeout: 60000, screenshot: null, screenshotAlways: false, url: null, profile: null, throttle: null,
+    args: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--url") opts.url = argv[++i];
@@ -22,6 +23,7 @@ function parseArgs(argv) {
     else if (a === "--screenshot") opts.screenshot = argv[++i];
     else if (a === "--screenshot-always") opts.screenshotAlways = true;
     else if (a === "--profile") opts.profile = argv[++i];
+    else if (a === "--arg") opts.args.push(argv[++i]);
     else if (a === "--throttle") {
       const [kbit, latency] = argv[++i].split(",").map(Number);
       if (!(kbit > 0) || !(latency >= 0)) throw new Error("--throttle wants KBIT_S,LATENCY_MS, e.g. 100000,20");
@@ -53,7 +55,7 @@ async function main() {
   let page = null;
   try {
     context = await chromium.launchPersistentContext(profile, {
-      executablePath: chromiumPath(), headless: true, args: CHROMIUM_ARGS,
+      executablePath: chromiumPath(), headless: true, args: [...CHROMIUM_ARGS, ...opts.args],
     });
     page = context.pages()[0] ?? (await context.newPage());
     page.on("console", (m) => out.console.push(`${m.type()}: ${m.text()}`));

@@ -1,0 +1,186 @@
+"""The playground as a static site: `mlcbuild bundle` (the step pages.yml and release.yml run) served by a plain
+static file server under /some/sub/path/, with the artifacts (builds, links, builds.json written by make) on a second
+origin that sends CORS headers. Latent and text run in headless Chromium and the results table is read from the DOM,
+against the Python reference on the CPU libraries. The tiny 3-agent system of tests/test_playground.py."""
+
+import json
+import threading
+import urllib.parse
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from mas_system import AGENTS, QUESTION, tiny_links
+
+from builder.browser import run_page
+from builder.builds_index import INDEX, scan, update
+
+ROUNDS, M, MAX_NEW, TEXT_TOKENS = 1, 2, 4, 2  # small: SwiftShader decodes a few tokens a second
+SUB = "some/sub/path"
+BUNDLE_CMD = "mlcbuild bundle"  # what the workflows must run (test_workflows_bundle_like_the_test)
+WORKFLOWS = Path(__file__).resolve().parent.parent / ".github" / "workflows"
+
+
+class _Plain(SimpleHTTPRequestHandler):
+    """http.server as it comes, recording each request path; `cors` adds Access-Control-Allow-Origin: *."""
+
+    cors = False
+    seen: list
+
+    def end_headers(self):
+        if self.cors:
+            self.send_header("Access-Control-Allow-Origin", "*")
+        super().end_headers()
+
+    def log_message(self, fmt, *args):
+        self.seen.append(self.path)
+
+
+@contextmanager
+def plain_server(root: Path, cors: bool = False):
+    seen = []
+    handler = type("H", (_Plain,), {"cors": cors, "seen": seen})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/", seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, cli):
+    """The bundle, written by the CLI into <root>/some/sub/path/."""
+    root = tmp_path_factory.mktemp("site")
+    p = cli("bundle", str(root / SUB))
+    assert p.returncode == 0, p.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    """Links saved first, then the builds: make's own builds.json must list both and tie each role to its build."""
+    from builder.make import make
+    from train_links import format as fmt
+
+    tmp = tmp_path_factory.mktemp("artifacts")
+    agents, links, pattern = tiny_links(m=M, rounds=ROUNDS)
+    rl = fmt.save(tmp / "recursivelink.json", agents, pattern, links, m=M, rounds=ROUNDS)
+    dirs = {a: make(a, "q0f32", tmp, targets=("webgpu", "cpu"), show_progress=False).out for a in set(AGENTS)}
+    return {"tmp": tmp, "links_file": rl, "dirs": [dirs[a] for a in AGENTS]}
+
+
+def test_bundle_is_self_contained(site):
+    page = site / SUB
+    assert sorted(p.name for p in page.iterdir()) == ["app.js", "index.html"]
+    html = (page / "index.html").read_text()
+    assert '<script type="module" src="app.js"></script>' in html
+    assert "node_modules" not in html and 'src="/' not in html and 'href="/' not in html
+    js = (page / "app.js").read_text()
+    # the tokenizers' wasm travels inside app.js; nothing is loaded from node_modules or /src/ at run time
+    assert "data:application/octet-stream;base64,AGFzbQ" in js
+    assert "/node_modules/" not in js and '"/src/' not in js
+
+
+def test_builds_json_written_by_make(system):
+    doc = json.loads((system["tmp"] / INDEX).read_text())
+    assert doc == scan(system["tmp"])  # make's hook wrote what a fresh scan gives
+    builds = {b["name"]: b for b in doc["builds"]}
+    assert set(builds) == {d.name for d in system["dirs"]}
+    for d in system["dirs"]:
+        b = builds[d.name]
+        manifest = json.loads((d / "manifest.json").read_text())
+        assert b["folder"] == f"{d.name}/" and b["targets"] == ["cpu", "webgpu"]
+        assert b["sizes"]["total"] == sum(r["size"] for r in manifest["files"].values()) + \
+            (d / "manifest.json").stat().st_size
+        assert b["sizes"]["total"] - b["sizes"]["webgpu"] == manifest["files"][manifest["libs"]["cpu"]]["size"]
+    (links,) = doc["links"]
+    assert links["file"] == "recursivelink.json" and links["pattern"] == "sequential"
+    assert [(a["name"], a["builds"]) for a in links["agents"]] == [
+        (role, [d.name]) for role, d in zip(["planner", "critic", "solver"], system["dirs"], strict=True)]
+
+
+def test_index_cli_and_odd_folders(tmp_path, cli):
+    """`mlcbuild index DIR`: damaged manifests and dotted temp folders are skipped, names are URL-encoded."""
+    good = tmp_path / "my büild-q4f32_1"
+    good.mkdir()
+    (good / "manifest.json").write_text(json.dumps({"name": "m", "quantization": "q4f32_1", "hidden_size": 8,
+                                                    "libs": {"webgpu": "m.wasm"}}))
+    (good / "m.wasm").write_bytes(b"\0asm\1\0\0\0")
+    (good / "recursivelink-x.json").write_text("{}")  # not a links file: listed nowhere
+    for bad in ("broken-q0f32", ".partial.tmp"):
+        (tmp_path / bad).mkdir()
+        (tmp_path / bad / "manifest.json").write_text("{not json")
+    p = cli("index", str(tmp_path))
+    assert p.returncode == 0 and "1 build(s), 0 links file(s)" in p.stdout, p.stdout + p.stderr
+    doc = json.loads((tmp_path / INDEX).read_text())
+    (b,) = doc["builds"]
+    assert b["folder"] == "my%20b%C3%BCild-q4f32_1/" and b["links"] == []
+    whole = sum(f.stat().st_size for f in good.iterdir())  # no files table in this manifest: the folder's files
+    assert b["sizes"] == {"total": whole, "webgpu": whole}
+    assert doc["links"] == [] and not list(tmp_path.glob(".builds.json.*"))
+    assert update(tmp_path).read_bytes() == (tmp_path / INDEX).read_bytes()  # no timestamps: same folders, same bytes
+
+
+def test_workflows_bundle_like_the_test():
+    """pages.yml and release.yml make the site with the command this file's fixture runs."""
+    for name in ("pages.yml", "release.yml"):
+        assert f"{BUNDLE_CMD} " in (WORKFLOWS / name).read_text(), name
+
+
+def open_site(site_url, art_url, artifacts, name, timeout_s=600, chromium_args=(), **params):
+    query = {"artifacts": art_url, "auto": "1", "r": ROUNDS, "m": M, "max": MAX_NEW, "text_tokens": TEXT_TOKENS,
+             "q": QUESTION, **params}
+    return run_page(f"{site_url}{SUB}/?{urllib.parse.urlencode(query)}", timeout_s=timeout_s,
+                    screenshot=artifacts / f"{name}.png", screenshot_always=True, chromium_args=chromium_args)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_static_site_runs_latent_and_text_from_another_origin(site, system, artifacts):
+    from builder.latent import LatentMAS
+
+    with plain_server(site) as (site_url, site_seen), plain_server(system["tmp"], cors=True) as (art_url, art_seen):
+        res = open_site(site_url, art_url, artifacts, "static-site-both", mode="both")
+    assert res["ok"], f"{res['error']}\n" + "\n".join(res["console"][-20:])
+    got = res["result"]
+    # the page asked its own origin for nothing outside its sub-path, and found the builds through builds.json
+    assert {p.split("?")[0] for p in site_seen} - {"/favicon.ico"} == {f"/{SUB}/", f"/{SUB}/app.js"}
+    assert "/builds.json" in art_seen and "/index.json" not in art_seen
+    assert any(p.endswith("-webgpu.wasm") for p in art_seen)
+    mas = LatentMAS(system["dirs"], system["links_file"])
+    ref = {"latent": mas.run(QUESTION, "latent", max_new_tokens=MAX_NEW, rounds=ROUNDS, m=M),
+           "text": mas.run(QUESTION, "text", max_new_tokens=MAX_NEW, text_tokens=TEXT_TOKENS, rounds=ROUNDS, m=M)}
+    table = {row["mode"]: row for row in got["table"]}
+    assert set(table) == {"latent", "text"}
+    for mode in ("latent", "text"):
+        assert got["answers"][mode] == ref[mode]["answer"], mode
+        for k in ("prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps"):
+            assert int(table[mode][k]) == ref[mode]["metrics"][k], (mode, k)
+        assert float(table[mode]["e2e_ms"]) > 0
+    assert int(table["latent"]["latent_steps"]) == M * (3 * ROUNDS - 1)
+    # each role got the build made from the weights its links were trained on (builds.json), none was typed
+    assert sorted(got["verified"]) == sorted({f"{art_url}{d.name}/" for d in system["dirs"]})
+    print(f"static site: load {got['load_ms'] / 1000:.1f} s, latent {table['latent']['e2e_ms']} ms, "
+          f"text {table['text']['e2e_ms']} ms, answers {got['answers']}")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_static_site_without_webgpu_says_what_to_do(site, system, artifacts):
+    """The site on plain http from a host name (not localhost): no secure context, so no WebGPU. The page says what
+    to do, still lists the builds, and downloads no weights."""
+    with plain_server(site) as (site_url, _), plain_server(system["tmp"], cors=True) as (art_url, art_seen):
+        host_url = site_url.replace("127.0.0.1", "playground.test")
+        res = open_site(host_url, art_url, artifacts, "static-site-no-webgpu", timeout_s=120, mode="latent",
+                        chromium_args=("--host-resolver-rules=MAP playground.test 127.0.0.1",))
+    assert not res["ok"] and res["error"].startswith("WebGPUUnavailableError: "), res["error"]
+    err = res["result"]["error"]
+    assert "WebGPU is not available" in err["shown"] and "not a secure context" in err["shown"]
+    assert "How to fix: open it over https" in err["shown"]
+    assert sorted(res["result"]["builds"]) == sorted({d.name for d in system["dirs"]})
+    assert not any(p.endswith((".bin", ".wasm")) for p in art_seen), art_seen
+    assert not any(c.startswith("pageerror") for c in res["console"]), res["console"]
