@@ -37,7 +37,7 @@ def tvm_target(target: str):
 
 
 def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level: int = 1,
-                  show_progress: bool = True, verbose: bool = False) -> dict:
+                  show_progress: bool = True, verbose: bool = False, row_kernels: dict | None = None) -> dict:
     """Compile in a child process with a fixed PYTHONHASHSEED and address-space randomization off.
 
     The order of a few emitted instructions depends on Python's string hash seed and on heap addresses
@@ -47,7 +47,7 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
     if target not in TARGETS:  # validate before starting a process (without importing TVM here)
         raise MlcbuildError(f"unknown target '{target}'", f"use one of {', '.join(TARGETS)}")
     args = {"cfg": cfg.as_dict(), "quant": quant, "target": target, "out": str(out), "opt_level": opt_level,
-            "show_progress": show_progress}
+            "show_progress": show_progress, "row_kernels": row_kernels}
     pkg_root = str(Path(__file__).resolve().parent.parent)  # the child imports this very builder package
     env = {**os.environ, "PYTHONHASHSEED": "0", progress.TTY_PARENT: "1" if sys.stderr.isatty() else "0",
            "PYTHONPATH": os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH")) if p)}
@@ -95,9 +95,10 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
 
 
 def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level: int = 1,
-                 show_progress: bool = True, watch: "PassWatch | None" = None) -> dict:
+                 show_progress: bool = True, watch: "PassWatch | None" = None, row_kernels: dict | None = None) -> dict:
     """Build the ABI graph for `target` and write the library to `out` atomically; returns timings.
-    `watch` follows the passes (progress, and the failing pass for the error message)."""
+    `watch` follows the passes (progress, and the failing pass for the error message). `row_kernels`: WebGPU
+    only, {"linear": (rows, lanes) | None, "lm_head": ...} overriding gpu_schedule's defaults (for benches)."""
     import tvm
 
     from .models.params import model_dtype
@@ -122,7 +123,7 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
             from .gpu_schedule import gpu_pipeline
 
             ex = tvm.compile(swap_merge_state(cfg.num_attention_heads, model_dtype(quant))(mod), tgt,
-                             relax_pipeline=gpu_pipeline(tgt))
+                             relax_pipeline=gpu_pipeline(tgt, **(row_kernels or {})))
     t2 = time.perf_counter()
     watch.stage = "link"
     watch.stack.clear()
@@ -149,7 +150,7 @@ if __name__ == "__main__":  # the child side of compile_model
     watch = PassWatch(f"compiling {out.name}", a["show_progress"])
     try:
         res = compile_here(ModelConfig(**a["cfg"]), a["quant"], a["target"], out, a["opt_level"],
-                           a["show_progress"], watch)
+                           a["show_progress"], watch, a.get("row_kernels"))
     except MlcbuildError as e:
         print(f"mlcbuild: error: {e.format_message()}", file=sys.stderr)
         sys.exit(1)
