@@ -1,13 +1,15 @@
 """Kill-safe builds: one lock per output folder, leftovers of killed runs swept, children that die with us.
 
 The lock file lives in the user cache (not in OUT/, so a failed run leaves OUT/ as it found it). Holding the lock
-means no live run writes OUT/.NAME.*.tmp, so any such folder is a dead run's and is removed.
+means no live run writes OUT/.NAME.*.tmp, so any such folder is a dead run's. The steps it had finished (its
+.mlcbuild-steps.json says which) are kept as OUT/.NAME.salvage for the next run, which checks and reuses them.
 """
 
 import contextlib
 import ctypes
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -45,14 +47,42 @@ def output_lock(final: Path, wait: bool = True, say=lambda s: print(s, file=sys.
         os.close(fd)  # releases the lock
 
 
+STEPS_RECORD = ".mlcbuild-steps.json"  # in a build's temp folder: the steps finished there, with their files
+
+
+def salvage_dir(final: Path) -> Path:
+    """Where the finished steps of a killed run wait for the next run: OUT/.NAME.salvage."""
+    return final.with_name(f".{final.name}.salvage")
+
+
+def _recorded_steps(folder: Path) -> int:
+    try:
+        return len(json.loads((folder / STEPS_RECORD).read_text()).get("steps", {}))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def sweep_leftovers(final: Path) -> list[str]:
-    """Remove OUT/.NAME.*.tmp and OUT/.NAME.old.* left by killed runs (only call with the lock held)."""
-    gone = []
-    if final.parent.is_dir():
-        for p in final.parent.glob(f".{final.name}.*"):
-            if p.is_dir() and (p.name.endswith(".tmp") or ".old." in p.name):
-                shutil.rmtree(p, ignore_errors=True)
-                gone.append(p.name)
+    """Clear what killed runs left beside OUT/NAME (only call with the lock held): OUT/.NAME.old.* go, and of the
+    temp folders (OUT/.NAME.*.tmp, an earlier salvage) the one with the most finished steps becomes
+    OUT/.NAME.salvage, whose steps the next build reuses after checking them; the others go."""
+    gone, keep = [], salvage_dir(final)
+    if not final.parent.is_dir():
+        return gone
+    temps = [p for p in final.parent.glob(f".{final.name}.*") if p.is_dir() and p.name.endswith(".tmp")]
+    if keep.is_dir():
+        temps.append(keep)
+    best = max(temps, key=_recorded_steps, default=None)
+    for p in final.parent.glob(f".{final.name}.*"):
+        if p == best or not p.is_dir() or not (p.name.endswith(".tmp") or ".old." in p.name or p == keep):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        gone.append(p.name)
+    if best is not None and _recorded_steps(best) and best != keep:
+        os.replace(best, keep)
+    elif best is not None and not _recorded_steps(best):
+        shutil.rmtree(best, ignore_errors=True)
+        gone.append(best.name)
     return gone
 
 

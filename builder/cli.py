@@ -142,7 +142,8 @@ def make(model, quant, out, target, opt_level, revision, links, links_train, lin
     res = run_make(model, quant, Path(out), _targets(target), opt_level, revision,
                    show_progress=not (quiet or as_json), links=step, verbose=verbose, wait=not no_wait)
     if as_json:
-        emit_json({"out": str(res.out), "reused": res.reused, "timings": res.timings, "manifest": res.manifest})
+        emit_json({"out": str(res.out), "reused": res.reused, "salvaged": res.salvaged, "timings": res.timings,
+                   "manifest": res.manifest})
     elif not quiet:
         click.echo(render_summary(res))
 

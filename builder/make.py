@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, pins
-from .buildlock import output_lock, remove_if_we_made_it
+from .buildlock import STEPS_RECORD, output_lock, remove_if_we_made_it, salvage_dir
 from .compile import compile_model, lib_name
 from .convert.source import TOKENIZER_FILES
 from .errors import MlcbuildError
@@ -39,6 +39,7 @@ class BuildResult:
     manifest: dict
     reused: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    salvaged: list[str] = field(default_factory=list)  # of `reused`: steps a killed run had finished
 
 
 def _key(*parts) -> str:
@@ -117,6 +118,27 @@ def _reuse(prev_dir: Path, prev: dict | None, step: str, key: str, names, tmp: P
         except OSError:
             shutil.copy2(prev_dir / name, tmp / name)
     return bool(files)
+
+
+def _salvaged(final: Path) -> tuple[Path, dict | None]:
+    """The killed run's folder kept by the lock's sweep, and its steps record (shaped like a manifest)."""
+    folder = salvage_dir(final)
+    try:
+        return folder, json.loads((folder / STEPS_RECORD).read_text())
+    except (OSError, ValueError):
+        return folder, None
+
+
+def _record_step(tmp: Path, step: str, key: str, names) -> None:
+    """Note in `tmp` that `step` finished, with its files' sizes and hashes, so that a run killed later leaves
+    it for the next run to reuse (after checking the files again)."""
+    path = tmp / STEPS_RECORD
+    rec = json.loads(path.read_text()) if path.is_file() else {"steps": {}, "files": {}}
+    for p in sorted(tmp.iterdir()):
+        if p.is_file() and (p.name in names or any(p.name.startswith(n) for n in names)):
+            rec["files"][p.name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+    rec["steps"][step] = key
+    write_json_atomic(path, rec)
 
 
 CHAT_CONFIG_FORMAT = 2  # bump when chat_config's fields change: it is part of the convert step's key
@@ -212,12 +234,15 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     if links:
         links = links.resolve(digest)
         keys["links"] = _key(__version__, *links.key_parts(digest))
-    reused, libs = [], {}
+    reused, salvaged, libs = [], [], {}
     try:
         with output_lock(final, wait):
             prev = _previous_manifest(final)  # read under the lock: a run we waited for may have finished it
-            manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest,
-                              reused, libs, timings, show_progress, links, verbose)
+            try:
+                manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched,
+                                  digest, reused, salvaged, libs, timings, show_progress, links, verbose)
+            finally:  # finished or failed cleanly: what a killed run left is used up or stale
+                shutil.rmtree(salvage_dir(final), ignore_errors=True)
     except OSError as e:
         remove_if_we_made_it(out_root, existed)
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
@@ -230,39 +255,50 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     from .builds_index import update as update_builds_index  # builds.json: what the playground reads
     update_builds_index(out_root)
     timings["total_s"] = round(time.perf_counter() - t_start, 2)
-    return BuildResult(final, manifest, reused, timings)
+    return BuildResult(final, manifest, reused, timings, salvaged)
 
 
-def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest, reused, libs,
-           timings, show_progress, links=None, verbose=False) -> dict:
+def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest, reused, salvaged,
+           libs, timings, show_progress, links=None, verbose=False) -> dict:
     from .convert.convert import convert
+
+    salvage, salvage_rec = _salvaged(final)
+
+    def reuse(step: str, names) -> bool:
+        """Take `step`'s files from the previous build, else from a killed run's finished steps."""
+        if _reuse(final, prev, step, keys[step], names, tmp):
+            reused.append(step)
+        elif _reuse(salvage, salvage_rec, step, keys[step], names, tmp):
+            reused.append(step)
+            salvaged.append(step)
+        else:
+            return False
+        return True
 
     with atomic_dir(final) as tmp:
         t0 = time.perf_counter()
-        if _reuse(final, prev, "convert", keys["convert"], STEP_FILES["convert"], tmp):
-            reused.append("convert")
-        else:
+        if not reuse("convert", STEP_FILES["convert"]):
             tok_files = source.write_tokenizer(tmp)
             stats = convert(source, specs, quant, tmp, show_progress=show_progress)
             write_json_atomic(tmp / "mlc-chat-config.json", chat_config(cfg, quant, tmp, tok_files, source.config))
             timings["convert_stats"] = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
+        _record_step(tmp, "convert", keys["convert"], STEP_FILES["convert"])
         timings["convert_s"] = round(time.perf_counter() - t0, 2)
         for t in targets:
             t0 = time.perf_counter()
             libs[t] = lib_name(fetched.name, quant, t)
-            if _reuse(final, prev, f"compile-{t}", keys[f"compile-{t}"], (libs[t],), tmp):
-                reused.append(f"compile-{t}")
-            else:
+            if not reuse(f"compile-{t}", (libs[t],)):
                 compile_model(cfg, quant, t, tmp / libs[t], opt_level=opt_level, show_progress=show_progress,
                               verbose=verbose)
+            _record_step(tmp, f"compile-{t}", keys[f"compile-{t}"], (libs[t],))
             timings[f"compile_{t}_s"] = round(time.perf_counter() - t0, 2)
         if links:
             t0 = time.perf_counter()
-            if _reuse(final, prev, "links", keys["links"], (LINKS_FILE,), tmp):
-                reused.append("links")
-            else:
+            if not reuse("links", (LINKS_FILE,)):
                 _links_step(links, fetched, cfg, digest, tmp / LINKS_FILE, show_progress)
+            _record_step(tmp, "links", keys["links"], (LINKS_FILE,))
             timings["links_s"] = round(time.perf_counter() - t0, 2)
+        (tmp / STEPS_RECORD).unlink()  # the manifest says it all from here on
         manifest = {
             "format": "mlcbuild-manifest/1", "name": fetched.name, "quantization": quant,
             "model_type": cfg.model_type, "hidden_size": cfg.hidden_size,

@@ -26,7 +26,9 @@ def render_summary(res) -> str:
     t = res.timings
     steps = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items() if k.endswith("_s"))
     rows.append(("time", steps))
-    rows.append(("reused", ", ".join(res.reused) or "nothing (fresh build)"))
+    salvaged = set(getattr(res, "salvaged", ()))
+    rows.append(("reused", ", ".join(f"{r} (finished by a killed run)" if r in salvaged else r for r in res.reused)
+                 or "nothing (fresh build)"))
     rows.append(("output", str(res.out)))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
