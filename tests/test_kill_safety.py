@@ -121,7 +121,7 @@ def test_make_killed_at_random_points_resumes_with_the_finished_steps(tmp_path):
         if beside:
             assert beside.wait(600) == 0
         assert again.returncode == 0, stderr
-        res = json.loads(stdout.strip().splitlines()[-1])
+        res = json.loads(stdout)
         assert set(res["salvaged"]) == finished, (finished, res["reused"])
         assert set(res["reused"]) == finished  # and every other step was done again
         assert _leftovers(out) == [], _leftovers(out)
