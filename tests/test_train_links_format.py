@@ -145,6 +145,18 @@ def test_truncated_garbage_and_oversized_files(good_file, tmp_path):
         fmt.load(tmp_path / "absent.json")
     with pytest.raises(MlcbuildError, match="hidden size 64 here but 96"):
         fmt.load(good_file, agent_dims={"planner": 64, "critic": 96, "solver": 64})
+    # the size cap follows the links: a file padded far beyond its tensors is refused before any is decoded
+    import json
+
+    doc = json.loads(good_file.read_text())
+    tensor_b64 = sum(len(t["data"]) for link in doc["links"] for t in link["tensors"].values())
+    doc["training"]["padding"] = "x" * (3 * tensor_b64 + (1 << 20))
+    (tmp_path / "padded.json").write_text(json.dumps(doc))
+    with pytest.raises(MlcbuildError, match="its links' tensors need"):
+        fmt.load(tmp_path / "padded.json")
+    doc["training"]["padding"] = "x" * (tensor_b64 // 2)  # well within the cap: still loads
+    (tmp_path / "fine.json").write_text(json.dumps(doc))
+    assert fmt.load(tmp_path / "fine.json").tensors.keys() == fmt.load(good_file).tensors.keys()
 
 
 # 6. data -------------------------------------------------------------------------------------------------------------

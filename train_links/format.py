@@ -25,6 +25,7 @@ DTYPES = {"f32": "<f4", "f16": "<f2"}
 MAX_FILE_BYTES = 2 << 30
 MAX_DIM = 1 << 16  # hidden sizes and link widths; caps every declared shape before decoding
 MAX_STEPS = 4096
+SIZE_FACTOR, META_BYTES = 3, 1 << 20  # a file may be 3x its tensors' base64, plus 1 MiB of metadata
 
 
 @dataclass
@@ -188,6 +189,7 @@ def load(path, agent_dims: dict[str, int] | None = None, max_bytes: int = MAX_FI
     want = {f"inner:{n}": ("inner", n, n) for n in agents}
     want.update({e.key: ("outer", e.src, e.dst) for e in pattern.edges})
     tensors: dict[str, dict[str, torch.Tensor]] = {}
+    checked = []  # (name, where, dtype, tensor fields, shapes): every link validated before anything is decoded
     for i, link in enumerate(_need(doc, "links", list, p)):
         w = f"{p}: links[{i}]"
         name = _need(link, "name", str, w)
@@ -213,10 +215,20 @@ def load(path, agent_dims: dict[str, int] | None = None, max_bytes: int = MAX_FI
         ts = _need(link, "tensors", dict, w)
         if set(ts) != set(shapes):
             raise _bad(w, f"tensors {sorted(ts)[:12]} differ from the expected {sorted(shapes)}")
-        tensors[name] = {k: _decode(ts[k], shape, dtype, f"{w}.{k}") for k, shape in shapes.items()}
+        checked.append((name, w, dtype, ts, shapes))
+        tensors[name] = {}
     missing = sorted(set(want) - set(tensors))
     if missing:
         raise _bad(p, f"missing link(s) {missing}")
+    # the tensors' base64 is the file's bulk: a file much larger than its declared tensors carries something else
+    data = sum(math.prod(shape) * np.dtype(DTYPES[dt]).itemsize for _, _, dt, _, sh in checked
+               for shape in sh.values())
+    limit = SIZE_FACTOR * (data * 4 // 3) + META_BYTES
+    if p.stat().st_size > limit:
+        raise _bad(p, f"{p.stat().st_size} bytes, but its links' tensors need {data} bytes (limit {limit})",
+                   "re-export the links with train-links")
+    for name, w, dtype, ts, shapes in checked:
+        tensors[name] = {k: _decode(ts[k], shape, dtype, f"{w}.{k}") for k, shape in shapes.items()}
     if not isinstance(doc.get("training", {}), dict):
         raise _bad(p, "'training' must be an object")
     meta = {k: v for k, v in doc.items() if k != "links"}
