@@ -3,9 +3,10 @@
 For WebGPU, dlight's GEMV rule falls back to one workgroup per output row (64 threads summing the row in
 shared memory behind seven barriers): 49,152 workgroups for SmolLM2's LM head in every decode step. On
 SwiftShader (CI, and any machine without a GPU) each barrier is a switch between emulated invocations; that LM
-head alone took ~3.2 s of a 3.3 s tiny-model decode step. `gemv` gives a workgroup 32 rows x 8 lanes: 32x fewer
-workgroups, three barriers each, and still one coalesced stride over k per lane (bench/RESULTS.md has the
-figures). Kernels with a symbolic row count (prefill chunks, `get_logits`) keep dlight's rules.
+head alone took ~3.2 s of a 3.3 s tiny-model decode step. `gemv` gives the layers' kernels 32 rows x 8 lanes per
+workgroup (32x fewer workgroups, three barriers each, adjacent lanes reading adjacent weights) and the LM head a
+thread per vocabulary row with its sum in a register (no barrier; 192 workgroups for 49k rows). bench/RESULTS.md
+has the figures. Kernels with a symbolic row count (prefill chunks, `get_logits`) keep dlight's rules.
 """
 
 import tvm
@@ -100,7 +101,7 @@ def schedule_row_matmuls(linear=(ROWS, LANES), lm_head=LM_HEAD):
 
 def gpu_pipeline(target, linear=(ROWS, LANES), lm_head=LM_HEAD):
     """The relax pipeline for `tvm.compile(mod, target, relax_pipeline=...)` on WebGPU; `linear` / `lm_head`:
-    (rows, lanes) of their one-row kernels, or None for dlight's schedule (bench/bench_webgpu_gemv.py)."""
+    (rows, lanes) of their one-row kernels, or None for dlight's schedule (bench/webgpu_gemv.py)."""
     legalize = generic.legalize_passes(target)
     fuse_end = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
 
