@@ -27,6 +27,18 @@ def tiny_links(m: int, rounds: int):
     return agents, links, pattern
 
 
+def tiny_system(tmp, m: int, rounds: int) -> dict:
+    """The links saved into `tmp` first, then a q0f32 WebGPU + CPU build of each agent model beside them:
+    {tmp, links_file, dirs (one build folder per role)}."""
+    from builder.make import make
+    from train_links import format as fmt
+
+    agents, links, pattern = tiny_links(m=m, rounds=rounds)
+    rl = fmt.save(tmp / "recursivelink.json", agents, pattern, links, m=m, rounds=rounds)
+    dirs = {a: make(a, "q0f32", tmp, targets=("webgpu", "cpu"), show_progress=False).out for a in set(AGENTS)}
+    return {"tmp": tmp, "links_file": rl, "dirs": [dirs[a] for a in AGENTS]}
+
+
 def links_for_dims(src, dst, d: int):
     """A self-consistent recursivelink.json for agents of hidden size `d` (another model than the tests')."""
     from train_links.links import expected_shapes

@@ -12,7 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from mas_system import AGENTS, QUESTION, links_for_dims, tiny_links
+from mas_system import QUESTION, links_for_dims, tiny_system
 
 from builder.browser import run_page
 from builder.serve import PlaygroundServer, list_builds
@@ -22,14 +22,7 @@ ROUNDS, M, MAX_NEW, TEXT_TOKENS = 2, 4, 8, 4
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
-    from builder.make import make
-    from train_links import format as fmt
-
-    tmp = tmp_path_factory.mktemp("playground")
-    agents, links, pattern = tiny_links(m=M, rounds=ROUNDS)
-    rl = fmt.save(tmp / "recursivelink.json", agents, pattern, links, m=M, rounds=ROUNDS)
-    dirs = {a: make(a, "q0f32", tmp, targets=("webgpu", "cpu"), show_progress=False).out for a in set(AGENTS)}
-    return {"tmp": tmp, "links_file": rl, "dirs": [dirs[a] for a in AGENTS]}
+    return tiny_system(tmp_path_factory.mktemp("playground"), m=M, rounds=ROUNDS)
 
 
 def open_playground(system, artifacts, name, timeout_s=600, **params):

@@ -12,7 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from mas_system import AGENTS, QUESTION, tiny_links
+from mas_system import QUESTION, tiny_system
 
 from builder.browser import run_page
 from builder.builds_index import INDEX, scan, update
@@ -63,14 +63,7 @@ def site(tmp_path_factory, cli):
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     """Links saved first, then the builds: make's own builds.json must list both and tie each role to its build."""
-    from builder.make import make
-    from train_links import format as fmt
-
-    tmp = tmp_path_factory.mktemp("artifacts")
-    agents, links, pattern = tiny_links(m=M, rounds=ROUNDS)
-    rl = fmt.save(tmp / "recursivelink.json", agents, pattern, links, m=M, rounds=ROUNDS)
-    dirs = {a: make(a, "q0f32", tmp, targets=("webgpu", "cpu"), show_progress=False).out for a in set(AGENTS)}
-    return {"tmp": tmp, "links_file": rl, "dirs": [dirs[a] for a in AGENTS]}
+    return tiny_system(tmp_path_factory.mktemp("artifacts"), m=M, rounds=ROUNDS)
 
 
 def test_bundle_is_self_contained(site):
