@@ -51,6 +51,6 @@ def test_default_system_prompt_is_kept_and_an_absent_one_is_not_rendered():
 
 
 def test_a_template_without_a_system_role_is_refused():
-    with pytest.raises(Exception):
+    with pytest.raises(jinja2.TemplateError, match="no system role"):
         derive(renderer(NO_SYSTEM), ["<end_of_turn>"])
     assert PLAIN["roles"] == {"user": "", "assistant": ""}  # what a build falls back to (with a note)
