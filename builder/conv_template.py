@@ -7,7 +7,7 @@ probe conversations exactly as the Jinja template does. A model without a chat t
 text template (prompt in, continuation out).
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 MARK = {"system": "SYSQ7", "u1": "USRQ1", "a1": "ASTQ1", "u2": "USRQ2"}
 PLAIN = {"system_template": "{system_message}", "system_message": "", "roles": {"user": "", "assistant": ""},

@@ -48,8 +48,8 @@ def gemv(func: tirx.PrimFunc, rows: int = ROWS, lanes: int = LANES) -> tirx.Prim
     block = reductions[0].block_rv
     after = [b.block_rv for b in infos if not b.is_reduction()]
     loops, kinds = sch.get_loops(block), reductions[0].dom_kind()
-    spatial = [lp for lp, k in zip(loops, kinds) if k == "S"]
-    reduce = [lp for lp, k in zip(loops, kinds) if k == "R"]
+    spatial = [lp for lp, k in zip(loops, kinds, strict=True) if k == "S"]
+    reduce = [lp for lp, k in zip(loops, kinds, strict=True) if k == "R"]
     sch.reorder(*spatial, *reduce)
     if lanes == 1:  # a thread per row, k serial, the sum in a register: no barrier at all
         if after:

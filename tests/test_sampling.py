@@ -78,7 +78,7 @@ def test_inplace_bias_penalty_bitmask_match_numpy(vm):
 
     allowed = rng.random((2, V)) < 0.3
     words = np.zeros((2, (V + 31) // 32), "uint32")
-    for q, tok in zip(*np.nonzero(allowed)):
+    for q, tok in zip(*np.nonzero(allowed), strict=True):
         words[q, tok // 32] |= np.uint32(1) << np.uint32(tok % 32)
     before = x.numpy()
     vm["apply_bitmask_inplace"](x, t(np.array([1, 0], "int32")), t(words.view("int32")))

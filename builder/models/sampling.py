@@ -144,20 +144,20 @@ def sort_kernel(vocab: int, gpu: bool):
                         with T.sblock("exchange"):
                             r: T.let[T.int32] = bx // per_row
                             i: T.let[T.int32] = bx % per_row * width + tx
-                            l: T.let[T.int32] = T.bitwise_xor(i, T.shift_right(T.shift_left(1, stage), step))
-                            if l > i:
+                            mate: T.let[T.int32] = T.bitwise_xor(i, T.shift_right(T.shift_left(1, stage), step))
+                            if mate > i:
                                 ki: T.let[T.float32] = keys[r, i]
-                                kl: T.let[T.float32] = keys[r, l]
+                                kl: T.let[T.float32] = keys[r, mate]
                                 ii: T.let[T.int32] = ids[r, i]
-                                il: T.let[T.int32] = ids[r, l]
+                                il: T.let[T.int32] = ids[r, mate]
                                 l_first: T.let[T.bool] = kl > ki or (kl == ki and il < ii)
                                 i_first: T.let[T.bool] = ki > kl or (ki == kl and ii < il)
                                 down: T.let[T.bool] = T.bitwise_and(i, T.shift_left(2, stage)) == 0
                                 if (down and l_first) or (not down and i_first):
                                     keys[r, i] = kl
-                                    keys[r, l] = ki
+                                    keys[r, mate] = ki
                                     ids[r, i] = il
-                                    ids[r, l] = ii
+                                    ids[r, mate] = ii
     # fmt: on
     return bitonic.with_attr("tirx.is_scheduled", True), size
 
