@@ -49,8 +49,13 @@ def artifacts(request):
 
 @pytest.fixture(scope="session")
 def webgpu_dist(tmp_path_factory) -> Path:
-    """One output root for the browser suites: a build made by one test module is reused by the next."""
-    return tmp_path_factory.mktemp("webgpu")
+    """One output root for the browser suites: a build made by one test module is reused by the next, also across
+    pytest-xdist workers (each worker's basetemp sits in one shared run folder; make's per-folder lock makes the
+    second worker wait for the first build and reuse it)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "webgpu-shared"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 @pytest.fixture(scope="session")
