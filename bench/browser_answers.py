@@ -28,8 +28,8 @@ def main():
     a = ap.parse_args()
     links = a.links or a.build / "recursivelink.json"
 
-    from builder.latent import LatentMAS
-    from builder.latent_browser import run_browser
+    from builder.run.latent import LatentMAS
+    from builder.run.latent_browser import run_browser
     from train_links.data import builtin
 
     rows = builtin()[1][:a.n]

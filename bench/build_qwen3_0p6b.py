@@ -97,7 +97,7 @@ def _cmdline(pid: int) -> str:
 
 def _compile_target(cmd: str) -> str | None:
     """The target of a `python -m builder.compile {json}` child (setarch execs into python: same pid)."""
-    if "builder.compile" not in cmd:
+    if "builder.compile.library" not in cmd:
         return None
     for t in ("webgpu", "cpu"):
         if f'"target": "{t}"' in cmd:
@@ -220,7 +220,7 @@ def child_engine(out_dir: str, logits_npy: str) -> None:
     import numpy as np
     import tvm
 
-    from builder.engine import Engine
+    from builder.run.engine import Engine
 
     t0 = time.perf_counter()
     eng = Engine(Path(out_dir), max_seq_len=256)
@@ -281,8 +281,8 @@ def child_torch(src: str, logits_npy: str) -> None:
 
 def child_hashes(src: str, out_dir: str) -> None:
     """Time the hashing `make` does outside its timed steps: source_digest and the manifest's sha256s."""
-    from builder.fsutil import sha256_file
     from builder.make import source_digest
+    from mlcbuild_common.fsutil import sha256_file
 
     t0 = time.perf_counter()
     source_digest(Path(src))
@@ -317,8 +317,8 @@ def run_child(kind: str, *args: str) -> dict:
 def ensure_source(layers: int) -> tuple[Path, dict | None]:
     """The cached random-weight folder for `layers` layers; generated (in a child) when missing."""
     sys.path.insert(0, str(REPO))
-    from builder.fsutil import atomic_dir
     from builder.paths import cache_dir
+    from mlcbuild_common.fsutil import atomic_dir
 
     key = hashlib.sha256(json.dumps([GEN_VERSION, SEED, INIT_STD, QWEN3_0P6B, layers],
                                     sort_keys=True).encode()).hexdigest()[:12]

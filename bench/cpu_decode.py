@@ -73,7 +73,7 @@ def child(model: str, ref: str, libs: dict, threads: int, steps: int, reps: int)
     import numpy as np
     import torch
 
-    from builder.engine import Engine
+    from builder.run.engine import Engine
 
     torch.set_num_threads(threads)
     tm = _torch_model(ref)

@@ -146,7 +146,7 @@ def qwen3_step_times(question: str, steps: int, reps: int) -> dict:
     work does not depend on the weights' values or on training."""
     import importlib.util
 
-    from builder.engine import Engine
+    from builder.run.engine import Engine
     from train_links.links import InnerLink
 
     spec = importlib.util.spec_from_file_location("cpu_decode", REPO / "bench" / "cpu_decode.py")
@@ -160,7 +160,7 @@ def qwen3_step_times(question: str, steps: int, reps: int) -> dict:
 
 
 def python_side(dirs, links_file, qs, rounds, max_new, text_budgets, step_n, step_reps) -> dict:
-    from builder.latent import LatentMAS
+    from builder.run.latent import LatentMAS
 
     mas = LatentMAS(dirs, links_file)
     modes = {"latent": None, **{f"text@{t}": t for t in text_budgets}}
@@ -198,8 +198,8 @@ def compare(lat: dict, txt: dict) -> dict:
 # -- browser side ---------------------------------------------------------------------------------------------------
 
 def browser_side(root: Path, dirs, links_file, question, rounds, max_new, visits, timeout_s=1800) -> dict:
-    from builder.browser import run_page
-    from builder.serve import PlaygroundServer
+    from builder.run.browser import run_page
+    from builder.run.serve import PlaygroundServer
 
     query = {"auto": "1", "mode": "both", "r": rounds, "m": TINY_M, "max": max_new, "text_tokens": TINY_M,
              "q": question, "builds": ",".join(f"/dist/{d.name}/" for d in dirs),
@@ -243,8 +243,8 @@ def load_side(root: Path, dirs, links_file, visits: int, throttle: tuple[int, in
               timeout_s: float = 1800) -> dict:
     """Playground visits that only load the agents (?auto=load): the first from an empty browser profile, the rest
     in the same profile (Cache API warm). `throttle`: (kbit/s, latency ms) for the page's network requests."""
-    from builder.browser import run_page
-    from builder.serve import PlaygroundServer
+    from builder.run.browser import run_page
+    from builder.run.serve import PlaygroundServer
 
     query = {"auto": "load", "builds": ",".join(f"/dist/{d.relative_to(root).as_posix()}/" for d in dirs),
              "links": f"/dist/{links_file.relative_to(root).as_posix()}"}
@@ -270,8 +270,8 @@ def load_side(root: Path, dirs, links_file, visits: int, throttle: tuple[int, in
 def browser_step_times(dist: Path, links_file: Path, question: str, steps: int, reps: int,
                        timeout_s: float = 1800) -> dict:
     """The step ratio on WebGPU (SwiftShader): web/harness/step-check.html on the SmolLM2 build, planner's link."""
-    from builder.browser import serve_and_run
-    from builder.engine import Engine
+    from builder.run.browser import serve_and_run
+    from builder.run.engine import Engine
 
     ids = Engine(dist).chat_ids([{"role": "user", "content": question}])
     with tempfile.TemporaryDirectory(prefix="mlcbuild-bench-steps-") as tmp:
@@ -364,8 +364,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=32, help="final answer budget, both modes")
     ap.add_argument("--text-tokens", type=int, default=None, help="text mode's per-message cap (default 256, "
-                    "builder.latent.TEXT_TOKENS: agents write until their turn ends); a second text baseline always "
-                    "runs with the equal budget m")
+                    "builder.run.latent.TEXT_TOKENS: agents write until their turn ends); a second text baseline "
+                    "always runs with the equal budget m")
     ap.add_argument("--browser-visits", type=int, default=3, help="playground visits (1 cold, the rest cached)")
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--throttle", default="100000,20", help="KBIT_S,LATENCY_MS of the emulated network for the "
@@ -395,7 +395,7 @@ def main() -> None:
     else:
         dirs, links = smollm2_system(root)
         qs = prompts(a.prompts or 5)
-        from builder.latent import TEXT_TOKENS
+        from builder.run.latent import TEXT_TOKENS
         from train_links import format as fmt
 
         m = fmt.load(links).meta["latent_steps"]

@@ -41,6 +41,7 @@ def main():
 
     import torch
 
+    from builder.fetch import model_source
     from train_links.agents import make_agents
     from train_links.batched import rollout_losses
     from train_links.data import builtin
@@ -52,7 +53,7 @@ def main():
     torch.set_num_threads(a.threads)
     pattern = sequential()
     dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
-    agents = {x.name: x for x in make_agents([a.model] * 3, pattern, dtype)}
+    agents = {x.name: x for x in make_agents([a.model] * 3, pattern, dtype, resolve=model_source)}
     links = LinkSet(agents, pattern, 0)
     opt = torch.optim.AdamW(links.outer.parameters(), lr=0.0)
     rows = builtin()[0][:a.batch]

@@ -180,7 +180,9 @@ def child(name: str, conf: dict, threads: int) -> None:
     if spec == "memory:qwen3-0.6b":
         model, tok, mid = _random_qwen3_in_memory()
     else:
-        model, tok, mid, _ = load_model(spec)
+        from builder.fetch import model_source
+
+        model, tok, mid, _ = load_model(spec, resolve=model_source)
     res["load_s"] = time.perf_counter() - t0
     res["phases"]["load"] = {"peak_mb": _peak_mb()}
     cfg = model.config

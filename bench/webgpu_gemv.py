@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the WebGPU one-row matmul schedules (builder/gpu_schedule.py) side by side in one browser session:
+"""Benchmark the WebGPU one-row matmul schedules (builder/compile/gpu_schedule.py) side by side in one browser session:
 
   dlight     TVM's rules alone (for WebGPU: one workgroup of 64 threads per output row, seven barriers);
   gemv       ours for the layers (32 rows x 8 lanes per workgroup), dlight's for the LM head;
@@ -34,11 +34,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
-    from builder.browser import serve_and_run
-    from builder.compile import compile_model
-    from builder.fsutil import sha256_file
+    from builder.compile.library import compile_model
     from builder.make import make
     from builder.models import ModelConfig
+    from builder.run.browser import serve_and_run
+    from mlcbuild_common.fsutil import sha256_file
 
     with tempfile.TemporaryDirectory(prefix="bench-gemv-") as tmp:
         tmp = Path(tmp)

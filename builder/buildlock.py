@@ -16,7 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
+
 from .paths import cache_dir
 
 PR_SET_PDEATHSIG = 1

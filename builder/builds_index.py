@@ -17,8 +17,8 @@ from urllib.parse import quote
 
 import click
 
-from .errors import MlcbuildError
-from .fsutil import sha256_file, write_json_atomic
+from mlcbuild_common.errors import MlcbuildError
+from mlcbuild_common.fsutil import sha256_file, write_json_atomic
 
 INDEX = "builds.json"
 FORMAT = "mlcbuild-builds/1"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from .errors import MlcbuildError, ToolMissing
+from mlcbuild_common.errors import MlcbuildError, ToolMissing
+
 from .paths import ensure_web_packages, web_dir
 
 

@@ -4,9 +4,10 @@ import sys
 
 import click
 
+from mlcbuild_common.errors import MlcbuildError
+
 from . import __version__, pins
 from .clickutil import Group, emit_json
-from .errors import MlcbuildError
 
 
 @click.group(cls=Group, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +42,7 @@ def doctor(as_json, no_browser):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def runtime(force, quiet, as_json):
     """Build (or reuse) TVM's wasm runtime objects with emscripten, cached per TVM and emcc version."""
-    from .runtime import ensure_runtime
+    from .compile.runtime import ensure_runtime
 
     rt = ensure_runtime(force=force, progress=not (quiet or as_json))
     info = {"dir": str(rt.dir), "reused": rt.reused, "seconds": round(rt.seconds, 2),
@@ -169,10 +170,11 @@ def convert(model, quant, out, quiet):
     """Convert MODEL's weights to the MLC layout (params_shard_*.bin + tensor-cache.json) in OUT."""
     from pathlib import Path
 
+    from mlcbuild_common.fsutil import atomic_dir
+
     from .convert.convert import convert as run_convert
     from .convert.reader import open_source
     from .fetch import fetch as run_fetch
-    from .fsutil import atomic_dir
     from .models import check_quant, model_config, param_specs
 
     check_quant(quant)
@@ -196,7 +198,7 @@ def compile_cmd(model, quant, target, out, opt_level, quiet, verbose):
     """Compile MODEL's graph (config only, no weights) to a WebGPU .wasm or a CPU .so."""
     from pathlib import Path
 
-    from .compile import compile_model
+    from .compile.library import compile_model
     from .convert.reader import open_source
     from .fetch import fetch as run_fetch
     from .models import check_quant, model_config
@@ -219,7 +221,7 @@ def ask(build_dir, question, max_tokens, max_seq_len, as_json):
     import time
     from pathlib import Path
 
-    from .engine import Engine
+    from .run.engine import Engine
 
     eng = Engine(Path(build_dir), max_seq_len=max_seq_len or 2048)
     ids = eng.chat_ids([{"role": "user", "content": question}])
@@ -261,14 +263,14 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
     dirs = [Path(a.strip()) for a in agents.split(",") if a.strip()]
     modes = {"both": ["latent", "text"], "all": ["single", "text", "latent"]}.get(mode, [mode])
     if browser:
-        from .latent_browser import run_browser
+        from .run.latent_browser import run_browser
 
         if not as_json:
             click.echo("running in headless Chromium on WebGPU (SwiftShader here: minutes, not seconds)...", err=True)
         out = run_browser(dirs, Path(links_file), question, modes, rounds, latent_steps, max_tokens, text_tokens)
         res = {md: out[md] for md in modes}
     else:
-        from .latent import LatentMAS
+        from .run.latent import LatentMAS
 
         mas = LatentMAS(dirs, Path(links_file), max_seq_len=max_seq_len or 1024, force_links=force_links,
                         warn=lambda s: click.echo(s, err=True))
@@ -318,11 +320,11 @@ def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_t
     """Exact-match accuracy of one agent, a text MAS and the latent MAS on held-out rows (CPU libraries)."""
     from pathlib import Path
 
+    from mlcbuild_common.progress import bar
     from train_links.data import builtin, load_jsonl
 
-    from .evaluate import MODES, evaluate, render
-    from .latent import LatentMAS
-    from .progress import bar
+    from .run.evaluate import MODES, evaluate, render
+    from .run.latent import LatentMAS
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     bad = [m for m in chosen if m not in MODES]
@@ -346,11 +348,11 @@ def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_t
 
 
 def _register_more():
-    from train_links.cli import train_links_cmd  # light: click and dataclasses only; torch loads on use
+    from builder.train_cmd import train_links_cmd  # light: click and dataclasses only; torch loads on use
 
     from .builds_index import index_cmd
     from .bundle import bundle_cmd
-    from .serve import serve_cmd
+    from .run.serve import serve_cmd
 
     cli.add_command(train_links_cmd)
     cli.add_command(serve_cmd)

@@ -54,11 +54,3 @@ def one_line(msg: str) -> str:
 
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True))
-
-
-def run_standalone(command: click.Command, args=None) -> None:
-    """Run one command as `mlcbuild <command>` runs it (same error lines and exit codes), e.g. under
-    `python -m train_links.cli` or torchrun."""
-    group = Group("mlcbuild", context_settings={"help_option_names": ["-h", "--help"]})
-    group.add_command(command)
-    group.main(args=[command.name, *(sys.argv[1:] if args is None else args)])

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
+from mlcbuild_common.errors import MlcbuildError
+
 from . import pins
-from .errors import MlcbuildError
+from .compile.toolchain import dist_version
 from .paths import web_dir
-from .toolchain import dist_version
 
 
 @dataclass
@@ -54,7 +55,7 @@ def check_python() -> list[Check]:
 
 
 def check_emcc() -> list[Check]:
-    from .toolchain import DEBIAN_NODE_PATH, emcc_version, find_emcc
+    from .compile.toolchain import DEBIAN_NODE_PATH, emcc_version, find_emcc
 
     try:
         exe = find_emcc()
@@ -91,7 +92,7 @@ def check_node() -> list[Check]:
 
 
 def check_chromium() -> list[Check]:
-    from .browser import find_chromium
+    from .run.browser import find_chromium
 
     exe = find_chromium()
     if not exe:
@@ -104,7 +105,7 @@ def check_chromium() -> list[Check]:
 
 
 def check_runtime_cache() -> list[Check]:
-    from .runtime import runtime_dir, verify
+    from .compile.runtime import runtime_dir, verify
 
     try:
         d = runtime_dir()
@@ -116,7 +117,7 @@ def check_runtime_cache() -> list[Check]:
 
 
 def check_webgpu() -> list[Check]:
-    from .browser import serve_and_run
+    from .run.browser import serve_and_run
 
     try:
         res = serve_and_run("harness/webgpu-probe.html", {}, timeout_s=60)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
 
 # A few short prompts of different kinds (chat-formatted when the model has a template). The first
 # positions, where massive activations live, are what overflow. About 5 s for a q4f16_1 Qwen3-0.6B.
@@ -17,7 +17,7 @@ F16_MAX = 65504.0
 
 
 def check_f16_hidden(out_dir: Path, cfg, quant: str, name: str) -> dict:
-    from .engine import Engine
+    from .run.engine import Engine
 
     if not any(p.name.endswith("-cpu.so") for p in Path(out_dir).iterdir()):
         raise MlcbuildError(f"the f16 safety check of {quant} needs the CPU library", "build with --target all")

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .errors import MlcbuildError
-from .fsutil import atomic_dir
+from mlcbuild_common.errors import MlcbuildError
+from mlcbuild_common.fsutil import atomic_dir
+
 from .paths import cache_dir
 from .presets import PRESETS, Preset, get_preset
 
@@ -123,3 +124,9 @@ def _synthesize_tiny(preset: Preset) -> Fetched:
 
 def _model_type(arch: str) -> str:
     return {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}[arch]
+
+
+def model_source(spec: str) -> tuple[Path, str]:
+    """A preset name or local path -> (weights path, model id): the resolver train_links is given for its agents."""
+    f = fetch(spec, show_progress=False)
+    return f.path, f.model_id

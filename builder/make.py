@@ -17,13 +17,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlcbuild_common.errors import MlcbuildError
+from mlcbuild_common.fsutil import atomic_dir, sha256_file, source_digest, write_json_atomic
+
 from . import __version__, pins
 from .buildlock import STEPS_RECORD, output_lock, remove_if_we_made_it, salvage_dir
-from .compile import compile_model, lib_name
+from .compile.library import compile_model, lib_name
 from .convert.source import TOKENIZER_FILES
-from .errors import MlcbuildError
 from .fetch import Fetched, fetch
-from .fsutil import atomic_dir, sha256_file, source_digest, write_json_atomic
 from .manifest import MANIFEST, read_manifest, verify_output
 from .models import check_quant, model_config, param_specs
 
@@ -52,7 +53,7 @@ def compiler_digest(target: str) -> str:
     here = Path(__file__).resolve().parent
     own = ("cpu_schedule.py", "cpu_attention.py") if target == "cpu" else ("wasm.py", "gpu_attention.py",
                                                                            "gpu_schedule.py")
-    files = sorted((here / "models").glob("*.py")) + [here / n for n in ("compile.py", *own)]
+    files = sorted((here / "models").glob("*.py")) + [here / "compile" / n for n in ("library.py", *own)]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
@@ -82,7 +83,7 @@ def _previous_manifest(final: Path) -> dict | None:
 
 def _preflight(targets) -> None:
     """Tools the compile step needs, checked before any download, conversion or graph work."""
-    from .toolchain import emcc_version, find_emcc, find_host_cc, tvm_version
+    from .compile.toolchain import emcc_version, find_emcc, find_host_cc, tvm_version
 
     tvm_version()
     if "webgpu" in targets:
@@ -147,7 +148,7 @@ CHAT_CONFIG_FORMAT = 2  # bump when chat_config's fields change: it is part of t
 def chat_config(cfg, quant: str, tmp: Path, tokenizer_files: list[str], source_cfg: dict) -> dict:
     """mlc-chat-config.json: MLC's fields, the ones stock WebLLM reads (conv_template, tokenizer_info,
     penalties), and ours (chat_template for our own runtimes, hidden_size, exports_hidden_states)."""
-    from .conv_template import conv_template, tokenizer_info
+    from .convert.conv_template import conv_template, tokenizer_info
 
     tok_cfg = json.loads((tmp / "tokenizer_config.json").read_text()) if (tmp / "tokenizer_config.json").is_file() \
         else {}
@@ -349,8 +350,11 @@ def _links_step(links: LinksStep, fetched: Fetched, cfg, digest: str, dst: Path,
     from train_links.config import Config
     from train_links.pipeline import run
 
+    from .fetch import model_source
+
     with tempfile.TemporaryDirectory(prefix="mlcbuild-links-") as tmpd:
         run(Config(agents=[str(fetched.path)] * 3, pattern="sequential", rounds=links.rounds,
                    latent_steps=links.latent_steps, inner_steps=links.inner_steps, outer_steps=links.outer_steps,
                    rollout_steps=links.rollout_steps, seed=links.seed, out=str(dst),
-                   checkpoint=str(Path(tmpd) / "links.ckpt"), progress=show_progress), echo=lambda s: None)
+                   checkpoint=str(Path(tmpd) / "links.ckpt"), progress=show_progress), echo=lambda s: None,
+            resolve=model_source)

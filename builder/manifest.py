@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from .errors import ChecksumMismatch, MlcbuildError
-from .fsutil import sha256_file
+from mlcbuild_common.errors import ChecksumMismatch, MlcbuildError
+from mlcbuild_common.fsutil import sha256_file
 
 MANIFEST = "manifest.json"
 

@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from .errors import MlcbuildError, ToolMissing
+from mlcbuild_common.errors import MlcbuildError, ToolMissing
 
 REPO = Path(__file__).resolve().parent.parent
 WEB_PACKAGES = "node_modules"

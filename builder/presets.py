@@ -8,7 +8,7 @@
 import difflib
 from dataclasses import dataclass, field
 
-from .errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
 
 
 @dataclass(frozen=True)

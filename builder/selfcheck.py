@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .browser import serve_and_run
-from .errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
+
+from .run.browser import serve_and_run
 
 TOLERANCE = 1e-5
 
@@ -37,7 +38,7 @@ def reference(x, w, b):
 def run_selfcheck(progress: bool = True, workdir: Path | None = None, screenshot: Path | None = None) -> dict:
     import tvm
 
-    from .wasm import export_wasm, webgpu_target
+    from .compile.wasm import export_wasm, webgpu_target
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlcbuild-selfcheck-") as tmp:

@@ -34,7 +34,7 @@ def cli():
 
 @pytest.fixture(scope="session")
 def wasm_runtime():
-    from builder.runtime import ensure_runtime
+    from builder.compile.runtime import ensure_runtime
 
     return ensure_runtime(progress=False)
 

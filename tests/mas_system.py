@@ -13,12 +13,13 @@ QUESTION = "Tom has 3 boxes of 4 apples. How many apples does he have?"
 
 def tiny_links(m: int, rounds: int):
     """PyTorch agents of the sequential pattern and links perturbed away from their near-identity init."""
+    from builder.fetch import model_source
     from train_links.agents import make_agents
     from train_links.patterns import sequential
     from train_links.system import LinkSet
 
     pattern = sequential()
-    agents = {a.name: a for a in make_agents(AGENTS, pattern)}
+    agents = {a.name: a for a in make_agents(AGENTS, pattern, resolve=model_source)}
     links = LinkSet(agents, pattern, seed=0)
     with torch.no_grad():
         g = torch.Generator().manual_seed(1)
@@ -61,7 +62,7 @@ def links_for_dims(src, dst, d: int):
 
 def run_latent_page(tmp, dirs, links_name: str, case: dict, screenshot, timeout_s: int = 900) -> dict:
     """Run the browser loop (web/harness/latent-check.html) on builds under `tmp`, served at /data/."""
-    from builder.browser import serve_and_run
+    from builder.run.browser import serve_and_run
 
     (tmp / "case.json").write_text(json.dumps(case))
     agents = ",".join(f"/data/{d.name}/" for d in dirs)

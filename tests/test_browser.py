@@ -5,7 +5,7 @@ import urllib.request
 
 import pytest
 
-from builder.browser import StaticServer, serve_and_run
+from builder.run.browser import StaticServer, serve_and_run
 
 
 def test_static_server_mime_types_and_no_escape(tmp_path):

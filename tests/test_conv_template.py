@@ -1,10 +1,10 @@
-"""conv_template derivation (builder/conv_template.py): what WebLLM renders equals the Jinja template's text,
+"""conv_template derivation (builder/convert/conv_template.py): what WebLLM renders equals the Jinja template's text,
 on conversations the derivation never saw, for several template families written here."""
 
 import jinja2
 import pytest
 
-from builder.conv_template import PLAIN, derive, render_conv
+from builder.convert.conv_template import PLAIN, derive, render_conv
 
 CHATML_DEFAULT = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\nBe kind."
                   "<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -1,5 +1,6 @@
-"""The CPU schedules (builder/cpu_schedule.py) and our prefill attention kernel (builder/cpu_attention.py),
-built for this machine's CPU and checked against numpy and against TVM's own reference kernel."""
+"""The CPU schedules (builder/compile/cpu_schedule.py) and our prefill attention kernel
+(builder/compile/cpu_attention.py), built for this machine's CPU and checked against numpy and against TVM's own
+reference kernel."""
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ def _linear_lib(k: int, o: int, fmt: str):
     from tvm.relax.backend.cpu_generic import pipeline as cpu_passes
     from tvm.relax.frontend import nn
 
-    from builder.cpu_schedule import LinearRule, cpu_pipeline, host_target
+    from builder.compile.cpu_schedule import LinearRule, cpu_pipeline, host_target
     from builder.models.layers import Linear
 
     class Net(nn.Module):
@@ -84,8 +85,8 @@ def test_ragged_prefill_matches_tvm_reference(dtype, tol, causal):
     import tvm
     from tvm.relax.frontend.nn.llm._prefill_kernels import _attention_prefill_ragged_cpu
 
-    from builder.cpu_attention import ragged_prefill
-    from builder.cpu_schedule import host_target
+    from builder.compile.cpu_attention import ragged_prefill
+    from builder.compile.cpu_schedule import host_target
 
     h_q, h_kv, d = 8, 2, 32
     lens = [13, 29]

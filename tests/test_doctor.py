@@ -17,7 +17,7 @@ def test_doctor_passes_after_setup(cli, wasm_runtime):
     names = {c["name"] for c in report["checks"]}
     assert {"apache-tvm", "emcc", "chromium", "wasm runtime cache", "webgpu adapter", "webgpu shader-f16"} <= names
     # shader-f16 is reported as the adapter has it (SwiftShader has not): a warning with a fix, never a silent "ok"
-    from builder.browser import serve_and_run
+    from builder.run.browser import serve_and_run
 
     probe = serve_and_run("harness/webgpu-probe.html", {}, timeout_s=60)["result"]
     f16 = next(c for c in report["checks"] if c["name"] == "webgpu shader-f16")

@@ -58,7 +58,7 @@ def test_no_test_has_an_assertion_that_cannot_fail():
 
 def test_progress_bars_are_off_when_stderr_is_not_a_terminal(monkeypatch):
     """progress.bar draws on a terminal only: logs and pipes get no bars, --quiet/--json never do."""
-    from builder.progress import bar
+    from mlcbuild_common.progress import bar
 
     class Tty(io.StringIO):
         def isatty(self):

@@ -30,7 +30,7 @@ def _compile_child(parent: psutil.Process, target: str, timeout: float = 120) ->
                 cmd = " ".join(c.cmdline())
             except psutil.Error:
                 continue
-            if "builder.compile" in cmd and f'"target": "{target}"' in cmd:
+            if "builder.compile.library" in cmd and f'"target": "{target}"' in cmd:
                 return c
         time.sleep(0.05)
     raise AssertionError(f"no compile child for {target} within {timeout} s")

@@ -5,8 +5,8 @@ import pytest
 import torch
 from mas_system import AGENTS, QUESTION, tiny_links
 
-from builder.latent import LatentMAS
 from builder.make import make
+from builder.run.latent import LatentMAS
 from train_links import format as fmt
 from train_links.rollout import generate
 from train_links.system import run_latent
@@ -73,7 +73,7 @@ def test_text_baseline_runs_the_same_graph(system):
 
 
 def test_links_for_other_models_are_refused(system, tmp_path):
-    from builder.errors import MlcbuildError
+    from mlcbuild_common.errors import MlcbuildError
 
     with pytest.raises(MlcbuildError, match="pass one build folder per agent"):
         LatentMAS(system["dirs"][:2], system["links_file"])
@@ -182,7 +182,7 @@ def test_ask_and_the_context_limit(system, cli):
     is refused up front in one line that gives its real length, the cache size and the option that raises it."""
     import json
 
-    from builder.engine import Engine
+    from builder.run.engine import Engine
 
     build = str(system["dirs"][0])
     p = cli("ask", build, QUESTION, "--max-tokens", "5", "--json")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from mas_system import QUESTION, links_for_dims, run_latent_page, tiny_links
 
-from builder.latent import LatentMAS
 from builder.make import make
+from builder.run.latent import LatentMAS
 from train_links import format as fmt
 
 ROUNDS, M, MAX_NEW = 1, 2, 3

@@ -16,10 +16,10 @@ import pytest
 import torch
 from mas_system import AGENTS, QUESTION, links_for_dims, run_latent_page, tiny_links
 
-from builder.errors import MlcbuildError
-from builder.latent import LatentMAS
 from builder.make import make
 from builder.paths import web_dir
+from builder.run.latent import LatentMAS
+from mlcbuild_common.errors import MlcbuildError
 from train_links import format as fmt
 from train_links.agents import split_prompt
 from train_links.links import make_link

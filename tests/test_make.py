@@ -163,8 +163,8 @@ def test_f16_overflow_is_refused(cli, tmp_path, tiny_qwen2_dir):
     first = json.loads(ok.stdout)
     assert "cpu" in first["manifest"]["libs"]  # the f16 check needs (and ships) the CPU lib
     # the recorded figure is the largest |hidden| of the CPU library over the check's prompts, recomputed here
-    from builder.engine import Engine
     from builder.f16check import F16_MAX, PROMPTS
+    from builder.run.engine import Engine
 
     eng = Engine(Path(first["out"]), max_seq_len=256)
     tok, want = eng.tokenizer(), 0.0

@@ -10,9 +10,9 @@ import pytest
 import torch
 import transformers
 
-from builder.engine import Engine
 from builder.fetch import fetch
 from builder.make import make
+from builder.run.engine import Engine
 
 TINY = ["tiny-llama", "tiny-llama3", "tiny-qwen2", "tiny-qwen3"]
 PROMPT_LEN = 16

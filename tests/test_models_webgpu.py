@@ -7,10 +7,10 @@ import pytest
 import torch
 import transformers
 
-from builder.browser import serve_and_run
-from builder.engine import Engine
 from builder.fetch import fetch
 from builder.make import make
+from builder.run.browser import serve_and_run
+from builder.run.engine import Engine
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -56,7 +56,8 @@ def test_wheel_carries_the_data_the_cli_needs(venv):
     names = zipfile.ZipFile(venv["wheel"]).namelist()
     for want in ("builder/_data/web/index.html", "builder/_data/web/package-lock.json",
                  "builder/_data/web/src/mas/loop.js", "builder/_data/web/tools/browse.mjs",
-                 "builder/_data/patches/tvm-web/overlay/src/support/utils.h", "train_links/shipped/__init__.py"):
+                 "builder/_data/patches/tvm-web/overlay/src/support/utils.h", "train_links/shipped/__init__.py",
+                 "mlcbuild_common/errors.py", "builder/compile/library.py", "builder/run/latent.py"):
         assert want in names, want
     assert not any("node_modules" in n for n in names)
     shipped = sorted(p.name for p in (REPO / "train_links" / "shipped").glob("*.json"))
@@ -65,7 +66,8 @@ def test_wheel_carries_the_data_the_cli_needs(venv):
 
 @pytest.mark.slow
 def test_installed_package_imports_serves_and_builds(venv, tmp_path):
-    p = _run(venv, "python", "-c", "import builder, train_links; print(builder.__file__); print(train_links.__file__)")
+    p = _run(venv, "python", "-c", "import builder, train_links, mlcbuild_common as c; print(builder.__file__); "
+             "print(train_links.__file__); print(c.__file__)")
     assert p.returncode == 0, p.stderr
     assert all(str(venv["bin"].parent) in line for line in p.stdout.split()), p.stdout  # not the checkout
     p = _run(venv, "mlcbuild", "--version")

@@ -25,6 +25,6 @@ def test_web_package_pins_runtime():
 
 
 def test_installed_tvm_matches_pin():
-    from builder.toolchain import tvm_version
+    from builder.compile.toolchain import tvm_version
 
     assert tvm_version() == pins.TVM

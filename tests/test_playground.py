@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from mas_system import QUESTION, links_for_dims, tiny_system
 
-from builder.browser import run_page
-from builder.serve import PlaygroundServer, list_builds
+from builder.run.browser import run_page
+from builder.run.serve import PlaygroundServer, list_builds
 
 ROUNDS, M, MAX_NEW, TEXT_TOKENS = 2, 4, 8, 4
 
@@ -61,7 +61,7 @@ def test_serve_lists_builds_and_serves_wasm(tmp_path):
 @pytest.mark.browser
 @pytest.mark.slow
 def test_playground_both_modes_match_python(system, artifacts):
-    from builder.latent import LatentMAS
+    from builder.run.latent import LatentMAS
 
     res = open_playground(system, artifacts, "playground-both", mode="both")
     assert res["ok"], f"{res['error']}\n" + "\n".join(res["console"][-20:])
@@ -172,7 +172,7 @@ def test_serve_decodes_paths_and_shows_no_folders_or_server_paths(tmp_path):
     import urllib.error
     import urllib.request
 
-    from builder.serve import PlaygroundServer
+    from builder.run.serve import PlaygroundServer
 
     name = "my büild-q4f32_1"
     b = tmp_path / name

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from builder import runtime as rt
+from builder.compile import runtime as rt
 
 
 def test_runtime_objects_are_wasm(wasm_runtime):

@@ -89,8 +89,8 @@ def test_inplace_bias_penalty_bitmask_match_numpy(vm):
 
 
 def test_every_built_library_exports_them(tmp_path):
-    from builder.engine import Engine
     from builder.make import make
+    from builder.run.engine import Engine
 
     out = make("tiny-qwen3", "q0f32", tmp_path, targets=("cpu",), show_progress=False).out
     eng = Engine(out)

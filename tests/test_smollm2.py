@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from builder.engine import Engine
 from builder.make import make
+from builder.run.engine import Engine
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from mas_system import QUESTION, tiny_system
 
-from builder.browser import run_page
 from builder.builds_index import INDEX, scan, update
+from builder.run.browser import run_page
 
 ROUNDS, M, MAX_NEW, TEXT_TOKENS = 1, 2, 4, 2  # small: SwiftShader decodes a few tokens a second
 SUB = "some/sub/path"
@@ -134,7 +134,7 @@ def open_site(site_url, art_url, artifacts, name, timeout_s=600, chromium_args=(
 @pytest.mark.browser
 @pytest.mark.slow
 def test_static_site_runs_latent_and_text_from_another_origin(site, system, artifacts):
-    from builder.latent import LatentMAS
+    from builder.run.latent import LatentMAS
 
     with plain_server(site) as (site_url, site_seen), plain_server(system["tmp"], cors=True) as (art_url, art_seen):
         res = open_site(site_url, art_url, artifacts, "static-site-both", mode="both")

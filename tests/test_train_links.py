@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from builder.errors import MlcbuildError
+from builder.fetch import model_source
+from mlcbuild_common.errors import MlcbuildError
 from train_links import format as fmt
 from train_links.agents import make_agents
 from train_links.data import builtin
@@ -74,7 +75,7 @@ def tiny_dirs(tmp_path_factory):
 def seq_agents():
     """planner / critic / solver sharing one tiny Qwen3 (d=64)."""
     p = sequential()
-    return p, {a.name: a for a in make_agents(["tiny-qwen3"] * 3, p)}
+    return p, {a.name: a for a in make_agents(["tiny-qwen3"] * 3, p, resolve=model_source)}
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +83,7 @@ def hetero_agents(tiny_dirs):
     """planner Qwen3 d=64 -> critic Llama d=96 (other tokenizer) -> solver Qwen3 d=64 (and back to the planner)."""
     p = sequential()
     specs = [tiny_dirs["qwen3-d64"], tiny_dirs["llama-d96"], tiny_dirs["qwen3-d64"]]
-    return p, {a.name: a for a in make_agents(specs, p)}
+    return p, {a.name: a for a in make_agents(specs, p, resolve=model_source)}
 
 
 @pytest.fixture(scope="session")
@@ -334,14 +335,14 @@ def test_pattern_validation_errors():
     with pytest.raises(MlcbuildError, match="must be alone in the last stage"):
         Pattern("x", seq.roles, seq.stages, (), "critic").validate()
     with pytest.raises(MlcbuildError, match="needs 3 agents"):
-        make_agents(["tiny-qwen3"] * 2, seq)
+        make_agents(["tiny-qwen3"] * 2, seq, resolve=model_source)
 
 
 # 4. bf16 ---------------------------------------------------------------------------------------------------------
 
 def test_bf16_agents_train(rows):
     p = sequential()
-    agents = {a.name: a for a in make_agents(["tiny-qwen3"] * 3, p, dtype=torch.bfloat16)}
+    agents = {a.name: a for a in make_agents(["tiny-qwen3"] * 3, p, dtype=torch.bfloat16, resolve=model_source)}
     assert agents["solver"].dtype == torch.bfloat16
     links = LinkSet(agents, p, seed=0)
     train_inner(links.inner["planner"], inner_pairs(agents["planner"], rows[0][:4]), steps=3)

@@ -22,8 +22,8 @@ def _train(tmp: Path, name: str, ranks: int, *extra: str) -> Path:
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] \
         if ranks > 1 else [sys.executable]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([*launch, "-m", "train_links.cli", *ARGS, "--out", str(out), *extra], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run([*launch, "-m", "builder.cli", "train-links", *ARGS, "--out", str(out), *extra], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     return out
 

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from builder.errors import MlcbuildError
+from builder.fetch import model_source
+from mlcbuild_common.errors import MlcbuildError
 from train_links import format as fmt
 from train_links.agents import make_agents
 from train_links.data import builtin
@@ -18,7 +19,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def seq_agents():
     p = sequential()
-    return p, {a.name: a for a in make_agents(["tiny-qwen3"] * 3, p)}
+    return p, {a.name: a for a in make_agents(["tiny-qwen3"] * 3, p, resolve=model_source)}
 
 
 @pytest.fixture(scope="module")
@@ -225,8 +226,8 @@ def test_cli_trains_writes_and_evaluates(tmp_path):
     from click.testing import CliRunner
 
     from builder.fetch import fetch
-    from builder.fsutil import source_digest
-    from train_links.cli import train_links_cmd
+    from builder.train_cmd import train_links_cmd
+    from mlcbuild_common.fsutil import source_digest
 
     assert train_links_cmd.name == "train-links"
     out = tmp_path / "recursivelink.json"
@@ -261,7 +262,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
     repo = Path(__file__).resolve().parent.parent
     bad = tmp_path / "d.jsonl"
     bad.write_text('{"question": "q", "answer": "1"}\n{"question": 1, "answer": "2"}\n')
-    r = subprocess.run([sys.executable, "-m", "train_links.cli", "--agents", "tiny-qwen3", "--data", str(bad)],
-                       capture_output=True, text=True, cwd=repo, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "builder.cli", "train-links", "--agents", "tiny-qwen3",
+                        "--data", str(bad)], capture_output=True, text=True, cwd=repo, timeout=120)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith(f"mlcbuild: error: {bad}:2: 'question' must be a string")

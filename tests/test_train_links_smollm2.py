@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from builder.fetch import model_source
 from train_links import format as fmt
 from train_links.agents import make_agents
 from train_links.data import builtin
@@ -18,7 +19,7 @@ torch.set_num_threads(1)
 @pytest.mark.slow
 def test_smollm2_links_train_and_round_trip(tmp_path):
     p = sequential()
-    agents = {a.name: a for a in make_agents(["smollm2-135m"] * 3, p)}  # one model, three roles
+    agents = {a.name: a for a in make_agents(["smollm2-135m"] * 3, p, resolve=model_source)}  # one model, three roles
     assert agents["planner"].d == 576 and agents["solver"].turn_end == "<|im_end|>"
     train, held = builtin()
     links = LinkSet(agents, p, seed=0)

@@ -12,9 +12,9 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-from builder.browser import serve_and_run
-from builder.engine import Engine
 from builder.make import make
+from builder.run.browser import serve_and_run
+from builder.run.engine import Engine
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from builder.errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
 
 from .links import embedding_norm_stats
 from .patterns import Role
@@ -123,17 +123,28 @@ def split_prompt(tokenizer, role: Role, name: str = "") -> tuple[list, str]:
     return pieces, turn_end
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32):
-    """A preset name or local path (HF folder or .gguf) -> (model, tokenizer, model_id, weights_sha256)."""
+def local_source(spec: str) -> tuple[Path, str]:
+    """An agent given as a local HF folder or .gguf file; its id is its resolved path. (mlcbuild passes its own
+    resolver, which also knows preset names: train_links stays below the pipeline and never imports it.)"""
+    p = Path(spec).expanduser()
+    if not p.exists():
+        raise MlcbuildError(f"agent {spec}: no such file or folder",
+                            "pass a Hugging Face causal-LM folder or a .gguf file (mlcbuild train-links also "
+                            "takes preset names)")
+    return p.resolve(), str(p.resolve())
+
+
+def load_model(spec: str, dtype: torch.dtype = torch.float32, resolve=local_source):
+    """A model spec -> (model, tokenizer, model_id, weights_sha256); `resolve(spec)` gives (path, model_id)."""
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from builder.fetch import fetch
+    from mlcbuild_common.fsutil import source_digest
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    f = fetch(spec, show_progress=False)
-    p = Path(f.path)
+    p, model_id = resolve(spec)
+    p = Path(p)
     kw = {"gguf_file": p.name} if p.suffix == ".gguf" else {}
     root = p.parent if p.suffix == ".gguf" else p
     try:
@@ -142,13 +153,13 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32):
     except (OSError, ValueError, KeyError) as e:
         raise MlcbuildError(f"{spec}: transformers cannot load it ({str(e).splitlines()[0][:160]})",
                             "pass a Hugging Face causal-LM folder, a .gguf file, or a preset") from None
-    from builder.fsutil import source_digest
-
-    return model, tok, f.model_id, source_digest(p)
+    return model, tok, model_id, source_digest(p)
 
 
-def make_agents(specs: list[str], pattern, dtype=torch.float32, cache: dict | None = None) -> list[Agent]:
-    """One agent per pattern role, in the pattern's agent order; `cache` shares loaded models between roles."""
+def make_agents(specs: list[str], pattern, dtype=torch.float32, cache: dict | None = None,
+                resolve=local_source) -> list[Agent]:
+    """One agent per pattern role, in the pattern's agent order; `cache` shares loaded models between roles;
+    `resolve` turns a spec into (path, model_id) (see load_model)."""
     if len(specs) != len(pattern.agents):
         raise MlcbuildError(f"pattern {pattern.name} needs {len(pattern.agents)} agents "
                             f"({', '.join(pattern.agents)}), got {len(specs)}", "pass one model per agent to --agents")
@@ -156,7 +167,7 @@ def make_agents(specs: list[str], pattern, dtype=torch.float32, cache: dict | No
     agents = []
     for spec, role in zip(specs, pattern.roles, strict=True):
         if spec not in cache:
-            cache[spec] = load_model(spec, dtype)
+            cache[spec] = load_model(spec, dtype, resolve)
         model, tok, mid, digest = cache[spec]
         agents.append(Agent(role, model, tok, mid, digest))
     return agents

@@ -8,7 +8,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from builder.errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
 
 FIELDS = ("question", "plan", "refined_plan", "answer", "kind")  # kind: the task family, for per-family scores
 MAX_FILE_BYTES = 512 << 20

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from builder.errors import MlcbuildError
-from builder.fsutil import write_bytes_atomic
+from mlcbuild_common.errors import MlcbuildError
+from mlcbuild_common.fsutil import write_bytes_atomic
 
 from .links import expected_shapes
 from .patterns import Pattern, Role, from_json

@@ -8,7 +8,7 @@ planner). In the final round, the final agent does not roll out: it answers (tea
 
 from dataclasses import dataclass
 
-from builder.errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
 
 
 @dataclass(frozen=True)

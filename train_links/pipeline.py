@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
-from builder.errors import MlcbuildError
-from builder.progress import bar
+from mlcbuild_common.errors import MlcbuildError
+from mlcbuild_common.progress import bar
 
 from . import data as data_mod
 from . import dist
 from . import format as fmt
-from .agents import make_agents
+from .agents import local_source, make_agents
 from .config import Config
 from .evaluate import evaluate
 from .init import init_outer
@@ -88,8 +88,9 @@ def _select(trainer, links, agents, pattern, rows, cfg, echo) -> None:
     echo(f"outer step {trainer.step}: validation exact match {acc:.1%} ({len(rows)} rows)")
 
 
-def run(cfg: Config, echo=print) -> dict:
-    """Train (or resume), write cfg.out, and optionally evaluate; returns a summary dict."""
+def run(cfg: Config, echo=print, resolve=local_source) -> dict:
+    """Train (or resume), write cfg.out, and optionally evaluate; returns a summary dict. `resolve` turns each of
+    cfg.agents into (path, model_id); mlcbuild passes one that knows preset names."""
     _check(cfg)
     dist.init()
     if not dist.is_main():
@@ -100,7 +101,7 @@ def run(cfg: Config, echo=print) -> dict:
     if not train_rows:
         raise MlcbuildError("no training rows after the held-out split", "add rows to --data")
     dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
-    agents = {a.name: a for a in make_agents(cfg.agents, pattern, dtype)}
+    agents = {a.name: a for a in make_agents(cfg.agents, pattern, dtype, resolve=resolve)}
     links = LinkSet(agents, pattern, cfg.seed, cfg.inner_width, cfg.outer_width)
     ckpt = Path(cfg.checkpoint or f"{cfg.out}.ckpt")
     trainer = OuterTrainer(agents, links, pattern, train_rows, cfg.outer_steps, cfg.rounds, cfg.latent_steps,

@@ -18,8 +18,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from builder.errors import MlcbuildError
-from builder.fsutil import write_bytes_atomic
+from mlcbuild_common.errors import MlcbuildError
+from mlcbuild_common.fsutil import write_bytes_atomic
 
 from . import dist
 from .agents import Agent
@@ -29,13 +29,10 @@ from .system import LinkSet, run_latent
 
 
 def cosine_schedule(opt, warmup: int, total: int):
-    """Linear warmup to the base lr, then cosine decay to 10% of it."""
-    def f(step):
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        t = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+    """Linear warmup to the base lr, then cosine decay to 10% of it (transformers' schedule)."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    return get_cosine_with_min_lr_schedule_with_warmup(opt, warmup, max(total, warmup + 1), min_lr_rate=0.1)
 
 
 def inner_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

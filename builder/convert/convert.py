@@ -14,7 +14,6 @@ import numpy as np
 from builder.convert.quantize import quantize
 from builder.convert.source import Source
 from builder.convert.tensor_cache import SHARD_BYTES, TensorCacheWriter
-from builder.errors import MlcbuildError
 from builder.models.params import (
     FLOAT,
     GROUP_SIZE,
@@ -26,7 +25,8 @@ from builder.models.params import (
     stored_params,
     weight_format,
 )
-from builder.progress import bar
+from mlcbuild_common.errors import MlcbuildError
+from mlcbuild_common.progress import bar
 
 
 def gather(source: Source, spec: ParamSpec) -> np.ndarray:

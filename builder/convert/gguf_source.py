@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from builder.convert.source import Source, _tokenizer_via_transformers
-from builder.errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
 
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 _ROW_PERMUTED = {"llama"}  # architectures whose Q/K rows llama.cpp reorders

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from builder.convert.gguf_source import GGUFSource
 from builder.convert.source import _FIX_DIR, HFSource, Source
-from builder.errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
 
 
 def open_source(path) -> Source:

@@ -6,19 +6,17 @@ holds more than the tensor it is working on.
 
 import json
 import shutil
-import struct
 from pathlib import Path
 
 import numpy as np
 
-from builder.errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
 
 # what a model directory may carry for its tokenizer; copied as-is when present
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "merges.txt",
                    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json")
 _FIX_DIR = "point at a Hugging Face model directory with config.json and *.safetensors, or at a .gguf file"
-_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
-                       "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+_SAFETENSORS_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"}  # safetensors' names
 
 
 class Source:
@@ -64,12 +62,12 @@ class HFSource(Source):
             self.config = normalize_config(json.loads((path / "config.json").read_text()))
         except (ValueError, OSError) as e:
             raise MlcbuildError(f"unreadable {path / 'config.json'}: {e}", "re-download the model") from None
-        self._where: dict[str, tuple[Path, dict, int]] = {}  # name -> (file, header entry, data start)
+        self._where: dict[str, Path] = {}  # tensor name -> its file
+        self._dtype: dict[str, str] = {}  # tensor name -> safetensors dtype ("F32", "BF16", ...)
         for f in self._weight_files():
-            header, start = _read_header(f)
-            for name, entry in header.items():
-                if name != "__metadata__":
-                    self._where[name] = (f, entry, start)
+            for name, dtype in _tensor_dtypes(f).items():
+                self._where[name] = f
+                self._dtype[name] = dtype
         self._alias = {}
         if self.config.get("tie_word_embeddings") and "lm_head.weight" not in self._where:
             self._alias["lm_head.weight"] = "model.embed_tokens.weight"  # tied checkpoints often omit lm_head
@@ -99,16 +97,14 @@ class HFSource(Source):
         name = self._alias.get(name, name)
         if name not in self._where:
             raise self._missing(name)
-        file, entry, start = self._where[name]
-        if entry["dtype"] == "BF16":
-            # numpy has no bfloat16: read the raw bits and widen (bf16 is the top half of a float32)
-            lo, hi = entry["data_offsets"]
-            bits = np.fromfile(file, dtype="<u2", count=(hi - lo) // 2, offset=start + lo)
-            return (bits.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
+        file = self._where[name]
         from safetensors import safe_open
 
-        with safe_open(str(file), framework="numpy") as f:
-            return f.get_tensor(name).astype(np.float32, copy=False)
+        # numpy has no bfloat16: torch reads those and widens them
+        bf16 = self._dtype[name] == "BF16"
+        with safe_open(str(file), framework="pt" if bf16 else "numpy") as f:
+            t = f.get_tensor(name)
+        return t.float().numpy() if bf16 else t.astype(np.float32, copy=False)
 
     def write_tokenizer(self, dst_dir: Path) -> list[str]:
         dst_dir = Path(dst_dir)
@@ -122,42 +118,22 @@ class HFSource(Source):
         return sorted(set(present) | {n for n in ("tokenizer_config.json",) if (dst_dir / n).is_file()})
 
 
-def _read_header(file: Path) -> tuple[dict, int]:
-    """Parse and sanity-check a safetensors header; returns (header, offset where data starts)."""
-    fix = "the file is truncated or corrupt; re-download it"
-    size = file.stat().st_size
-    with open(file, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise MlcbuildError(f"{file} is too short to be a safetensors file ({size} bytes)", fix)
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8:
-            raise MlcbuildError(f"{file}: header says {n} bytes but the file has only {size - 8} after it", fix)
-        try:
-            header = json.loads(f.read(n))
-        except ValueError as e:
-            raise MlcbuildError(f"{file}: header is not valid JSON ({e})", fix) from None
-    if not isinstance(header, dict):
-        raise MlcbuildError(f"{file}: header is not a JSON object", fix)
-    start = 8 + n
-    need = start
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            lo, hi = entry["data_offsets"]
-            shape, dtype = entry["shape"], entry["dtype"]
-        except (TypeError, KeyError, ValueError):
-            raise MlcbuildError(f"{file}: malformed header entry for {name}", fix) from None
+def _tensor_dtypes(file: Path) -> dict[str, str]:
+    """{tensor name: dtype} of one safetensors file, whose header safetensors itself validates (offsets, sizes,
+    JSON); nothing but the header is read."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            out = {name: f.get_slice(name).get_dtype() for name in f.keys()}
+    except SafetensorError as e:
+        raise MlcbuildError(f"{file} is not a valid safetensors file ({e})",
+                            "the file is truncated or corrupt; re-download it") from None
+    for name, dtype in out.items():
         if dtype not in _SAFETENSORS_DTYPES:
             raise MlcbuildError(f"{file}: tensor {name} has unsupported dtype {dtype}",
                                 "convert the checkpoint to float16/bfloat16/float32 safetensors")
-        if hi - lo != int(np.prod(shape)) * np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize or lo > hi:
-            raise MlcbuildError(f"{file}: tensor {name} has {hi - lo} bytes for shape {shape} {dtype}", fix)
-        need = max(need, start + hi)
-    if need > size:
-        raise MlcbuildError(f"{file} is truncated: its header needs {need} bytes, the file has {size}", fix)
-    return header, start
+    return out
 
 
 def fold_chat_template(dst_dir: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from builder.errors import ChecksumMismatch, MlcbuildError
-from builder.fsutil import write_bytes_atomic
+from mlcbuild_common.errors import ChecksumMismatch, MlcbuildError
+from mlcbuild_common.fsutil import write_bytes_atomic
 
 INDEX = "tensor-cache.json"
 SHARD_BYTES = 32 << 20  # the size MLC uses; small enough for browser fetch + Cache API entries

@@ -5,7 +5,8 @@ __all__ = ["ARCHITECTURES", "QUANTIZATIONS", "ModelConfig", "ParamSpec", "arch_m
 
 from types import ModuleType
 
-from ..errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
+
 from . import llama, qwen2, qwen3
 from .config import ModelConfig
 from .params import QUANTIZATIONS, ParamSpec, check_quant, stored_params

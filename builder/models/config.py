@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass, field
 
-from ..errors import MlcbuildError
+from mlcbuild_common.errors import MlcbuildError
 
 
 @dataclass

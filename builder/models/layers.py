@@ -33,7 +33,7 @@ def matmul_nt(x: Tensor, weight: tuple[Tensor, ...], fmt: str, out_features: int
 
     `weight` is (W,) for FLOAT, else the stored tensors of `fmt` (q_weight, q_scale[, q_min]); the dequantization
     is a stage inside the same kernel, so neither a transposed nor a dequantized weight is ever written to memory.
-    The schedulers (dlight on WebGPU, builder/cpu_schedule.py on CPU) see one reduction with a weight prologue.
+    The schedulers (dlight on WebGPU, builder/compile/cpu_schedule.py on CPU) see one reduction with a weight prologue.
     """
     k_dim = x.shape[-1]
 

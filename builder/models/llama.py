@@ -9,7 +9,7 @@ ARCHITECTURES = ("LlamaForCausalLM",)
 
 def make_config(hf: dict, where: str = "config.json") -> ModelConfig:
     if hf.get("attention_bias") or hf.get("mlp_bias"):
-        from ..errors import MlcbuildError
+        from mlcbuild_common.errors import MlcbuildError
 
         raise MlcbuildError(f"{where}: Llama with attention_bias/mlp_bias is not supported", "use a standard Llama")
     return base_config(hf, "llama", where)

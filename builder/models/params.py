@@ -30,7 +30,7 @@ class ParamSpec:
 
 def check_quant(quant: str) -> str:
     if quant not in QUANTIZATIONS:
-        from ..errors import MlcbuildError
+        from mlcbuild_common.errors import MlcbuildError
 
         raise MlcbuildError(f"unknown quantization '{quant}'", f"use one of {', '.join(QUANTIZATIONS)}")
     return quant

@@ -1,6 +1,6 @@
 // Drive Debian's Chromium headless with WebGPU (SwiftShader) through playwright-core.
 // Opens one URL, waits until the page publishes `window.__mlcbuildResult` (or throws), prints
-// one JSON line {ok, result, error, console} on stdout. Used by builder/browser.py and the tests.
+// one JSON line {ok, result, error, console} on stdout. Used by builder/run/browser.py and the tests.
 //
 //   node web/tools/browse.mjs --url http://127.0.0.1:PORT/page.html [--timeout 60000]
 //        [--screenshot out.png] [--screenshot-always] [--profile DIR] [--throttle KBIT_S,LATENCY_MS] [--arg FLAG]...

@@ -1,4 +1,4 @@
-// The RecursiveMAS loop in the browser: the JS side of builder/latent.py (LatentMAS.run), on the WebGPU libraries.
+// The RecursiveMAS loop in the browser: the JS side of builder/run/latent.py (LatentMAS.run), on the WebGPU libraries.
 //
 // Every model call goes through web/src/runtime/model.js: prompts are embedded with `embed`, an agent prefills its
 // prompt with `get_last_hidden` (hidden) and runs m latent thoughts with `decode_last_hidden` (decodeHidden) fed
@@ -15,7 +15,7 @@ import { loadLinks } from "./links.js";
 import { TextCodec, splitPrompt } from "./prompt.js";
 
 const now = () => performance.now();
-// The text baseline's cap per message: agents write until their turn ends, as a text MAS does (builder/latent.py).
+// The text baseline's cap per message: agents write until their turn ends, as a text MAS does (builder/run/latent.py).
 export const TEXT_TOKENS = 256;
 
 // A latent block: `rows` vectors of size `dim`, row-major.
@@ -246,7 +246,7 @@ export function runText(agents, links, pattern, question, opts = {}) {
   return run("text", agents, links, pattern, question, opts);
 }
 
-// The single-agent baseline: the final agent alone, its slots empty (as builder/latent.py's "single" mode).
+// The single-agent baseline: the final agent alone, its slots empty (as builder/run/latent.py's "single" mode).
 export function runSingle(agents, links, pattern, question, opts = {}) {
   return run("single", agents, links, pattern, question, opts);
 }

@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import progress
-from .errors import BuildFailed, ChecksumMismatch
-from .fsutil import atomic_dir, sha256_file, write_json_atomic
-from .paths import cache_dir, patches_dir
+from mlcbuild_common import progress
+from mlcbuild_common.errors import BuildFailed, ChecksumMismatch
+from mlcbuild_common.fsutil import atomic_dir, sha256_file, write_json_atomic
+
+from ..paths import cache_dir, patches_dir
 from .toolchain import dist_version, emcc_env, emcc_version, find_emcc, tvm_sources, tvm_version
 
 UNITS = ("wasm_runtime", "tvmjs_support", "webgpu_runtime")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MlcbuildError
-from .manifest import read_manifest, verify_output
+from mlcbuild_common.errors import MlcbuildError
+
+from ..manifest import read_manifest, verify_output
 
 PAGE_SIZE = 16
 
@@ -34,7 +35,7 @@ class Engine:
         import tvm_ffi
         from tvm import relax
 
-        from .convert.tensor_cache import iter_tensor_cache
+        from ..convert.tensor_cache import iter_tensor_cache
 
         self.dir = Path(out_dir)
         manifest = verify_output(self.dir) if verify else read_manifest(self.dir)

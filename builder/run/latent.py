@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mlcbuild_common.errors import MlcbuildError
+
 from .engine import Engine
-from .errors import MlcbuildError
 
 TEXT_TOKENS = 256  # the text baseline's cap per message: agents write until their turn ends, as a text MAS does
 

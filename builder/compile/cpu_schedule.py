@@ -10,7 +10,7 @@ nest. Here, on top of fusion:
                           weights copied/dequantized once per panel into a transposed local buffer;
       rows known only at run time: one kernel that branches between the two;
   - TVM's CPU prefill attention over cached pages: query heads on the pool (the chunk's own attention is
-    replaced by builder/cpu_attention.py);
+    replaced by builder/compile/cpu_attention.py);
   - elementwise kernels: producers inlined, vectorized, rows on the pool when there are many.
 """
 
@@ -251,7 +251,7 @@ def schedule_passes(target: Target) -> list:
 
 def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None):
     """The relax pipeline for `tvm.compile(mod, target, relax_pipeline=...)` on CPU. `heads` =
-    (query heads, kv heads, head dim, dtype) swaps in our prefill attention kernel (builder/cpu_attention.py)."""
+    (query heads, kv heads, head dim, dtype) swaps in our prefill attention kernel (cpu_attention.py)."""
     from .cpu_attention import swap_ragged_prefill
 
     swap = [swap_ragged_prefill(*heads)] if heads and heads[2] % 16 == 0 else []

@@ -16,8 +16,9 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .errors import MlcbuildError, ToolMissing
-from .paths import ensure_web_packages, web_dir
+from mlcbuild_common.errors import MlcbuildError, ToolMissing
+
+from ..paths import ensure_web_packages, web_dir
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 

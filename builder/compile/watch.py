@@ -7,9 +7,10 @@ import time
 import traceback
 from pathlib import Path
 
-from . import progress
-from .fsutil import write_bytes_atomic
-from .paths import cache_dir
+from mlcbuild_common import progress
+from mlcbuild_common.fsutil import write_bytes_atomic
+
+from ..paths import cache_dir
 
 
 class PassWatch:

@@ -13,9 +13,10 @@ from urllib.parse import quote
 
 import click
 
+from mlcbuild_common.errors import MlcbuildError
+
+from ..paths import ensure_web_packages, web_dir
 from .browser import StaticServer, _Handler
-from .errors import MlcbuildError
-from .paths import ensure_web_packages, web_dir
 
 INDEX = "/dist/index.json"
 

@@ -1,7 +1,7 @@
 """Link a TVM executable built for WebGPU (wasm32 host) into a standalone .wasm that tvmjs can load.
 
 `export_library` hands our linker wasm OBJECT files (object_format = "o") for the host code and the
-packed device modules; emcc links them with the cached runtime objects (builder/runtime.py).
+packed device modules; emcc links them with the cached runtime objects (builder/compile/runtime.py).
 """
 
 import os
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tvm.target import Target
 
-from .errors import BuildFailed
+from mlcbuild_common.errors import BuildFailed
+
 from .runtime import ensure_runtime
 from .toolchain import emcc_env, find_emcc
 

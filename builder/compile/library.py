@@ -11,11 +11,12 @@ import threading
 import time
 from pathlib import Path
 
-from . import progress
-from .buildlock import die_with_parent
-from .compile_watch import PassWatch, error_line, save_log
-from .errors import BuildFailed, MlcbuildError
-from .models import ModelConfig, build_graph
+from mlcbuild_common import progress
+from mlcbuild_common.errors import BuildFailed, MlcbuildError
+
+from ..buildlock import die_with_parent
+from ..models import ModelConfig, build_graph
+from .watch import PassWatch, error_line, save_log
 
 TARGETS = ("webgpu", "cpu")
 
@@ -48,10 +49,10 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
         raise MlcbuildError(f"unknown target '{target}'", f"use one of {', '.join(TARGETS)}")
     args = {"cfg": cfg.as_dict(), "quant": quant, "target": target, "out": str(out), "opt_level": opt_level,
             "show_progress": show_progress, "row_kernels": row_kernels}
-    pkg_root = str(Path(__file__).resolve().parent.parent)  # the child imports this very builder package
+    pkg_root = str(Path(__file__).resolve().parents[2])  # the child imports this very builder package
     env = {**os.environ, "PYTHONHASHSEED": "0", progress.TTY_PARENT: "1" if sys.stderr.isatty() else "0",
            "PYTHONPATH": os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH")) if p)}
-    cmd = [sys.executable, "-m", "builder.compile", json.dumps(args)]
+    cmd = [sys.executable, "-m", "builder.compile.library", json.dumps(args)]
     if shutil.which("setarch"):
         cmd = ["setarch", platform.machine(), "-R", *cmd]
     # the child's stderr is read by a thread (the progress line goes on to ours) so its error lines can be parsed
@@ -101,7 +102,7 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
     only, {"linear": (rows, lanes) | None, "lm_head": ...} overriding gpu_schedule's defaults (for benches)."""
     import tvm
 
-    from .models.params import model_dtype
+    from ..models.params import model_dtype
     from .wasm import export_wasm
 
     watch = watch or PassWatch(f"compiling {out.name}", False)

@@ -8,8 +8,9 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from . import pins
-from .errors import ToolMissing
+from mlcbuild_common.errors import ToolMissing
+
+from .. import pins
 
 DEBIAN_NODE_PATH = "/usr/share/nodejs"  # Debian's emcc finds node-acorn only through NODE_PATH
 

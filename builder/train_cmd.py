@@ -1,13 +1,14 @@
-"""`mlcbuild train-links`: the Click command (registered in builder/cli.py); `python3 -m train_links.cli ...`
-runs the same command."""
+"""`mlcbuild train-links`: the Click command over train_links.pipeline (registered in builder/cli.py). Agents may be
+preset names: this layer resolves them (builder.fetch), train_links only sees paths. Under torchrun:
+`torchrun --nproc-per-node N -m builder.cli train-links ...`."""
 
 import json
 import shlex
 
 import click
 
-from .config import Config
-from .patterns import PATTERNS
+from train_links.config import Config
+from train_links.patterns import PATTERNS
 
 
 @click.command("train-links", context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,8 +64,10 @@ def train_links_cmd(agents, pattern, data, rounds, latent_steps, out, inner_step
     """Train RecursiveLinks (inner + outer) for frozen agents and write recursivelink.json.
 
     Runs unchanged under `torchrun --nproc-per-node N` (data parallel: gloo on CPUs, nccl on GPUs)."""
-    from .evaluate import render
-    from .pipeline import run
+    from train_links.evaluate import render
+    from train_links.pipeline import run
+
+    from .fetch import model_source
 
     cfg = Config(agents=[a.strip() for a in agents.split(",") if a.strip()], pattern=pattern, data=data,
                  rounds=rounds, latent_steps=latent_steps, out=out, inner_steps=inner_steps, outer_steps=outer_steps,
@@ -74,7 +77,7 @@ def train_links_cmd(agents, pattern, data, rounds, latent_steps, out, inner_step
                  stop_after=stop_after, val_rows=val_rows, select_every=max(1, select_every), eval=do_eval,
                  eval_rows=eval_rows, progress=not (quiet or as_json), command=_command(click.get_current_context()))
     echo = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
-    summary = run(cfg, echo=echo)
+    summary = run(cfg, echo=echo, resolve=model_source)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     elif "eval" in summary:
@@ -92,8 +95,3 @@ def _command(ctx) -> str:
         parts += [p.opts[0]] if v is True else [p.opts[0], str(v)]
     return shlex.join(parts)
 
-
-if __name__ == "__main__":  # `python3 -m train_links.cli ...` == `mlcbuild train-links ...` (and under torchrun)
-    from builder.clickutil import run_standalone
-
-    run_standalone(train_links_cmd)

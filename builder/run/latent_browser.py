@@ -5,8 +5,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from mlcbuild_common.errors import MlcbuildError
+
 from .browser import serve_and_run
-from .errors import MlcbuildError
 
 
 def run_browser(build_dirs: list[Path], links_file: Path, question: str, modes: list[str], rounds: int | None,

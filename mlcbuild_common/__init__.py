@@ -1,0 +1,1 @@
+"""The ground floor both packages stand on: one-line errors, atomic files, progress bars."""
