@@ -21,17 +21,27 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import (
+    REPO,
+    add_json_file,
+    append_line,
+    bench_cache,
+    last_json,
+    loadavg,
+    machine,
+    now_iso,
+    parser,
+    print_table,
+)
+from proctree import run_monitored
+
 GEN_VERSION = 1  # bump when the generated folder changes, so the cache key changes
 SEED = 0
 INIT_STD = 0.02
@@ -43,137 +53,6 @@ QWEN3_0P6B = dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28
 TARGETS = {"total_s": 60.0, "peak_rss_mb": 2000.0, "weights_mb": 340.0}  # MB = 1e6 bytes
 PREFILL_IDS = [(i * 7919 + 101) % 49152 for i in range(16)]  # inside SmolLM2's vocab
 DECODE_IDS = [1234, 5678, 9012]
-POLL_S = 0.05
-
-
-# ---------------------------------------------------------------------------------------------------
-# process-tree monitor
-# ---------------------------------------------------------------------------------------------------
-def _children(pid: int) -> list[int]:
-    out = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    out += [int(x) for x in f.read().split()]
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return out
-
-
-def _tree(pid: int) -> list[int]:
-    seen, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        seen.append(p)
-        todo += _children(p)
-    return seen
-
-
-def _status_kb(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) in kB; (0, 0) if the process is gone."""
-    rss = hwm = 0
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("VmHWM:"):
-                    hwm = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, hwm
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _compile_target(cmd: str) -> str | None:
-    """The target of a `python -m builder.compile {json}` child (setarch execs into python: same pid)."""
-    if "builder.compile.library" not in cmd:
-        return None
-    for t in ("webgpu", "cpu"):
-        if f'"target": "{t}"' in cmd:
-            return t
-    return "?"
-
-
-def run_monitored(cmd: list[str], env=None, cwd=None) -> dict:
-    """Run `cmd`, sampling the RSS of its process tree every POLL_S; returns wall time, peaks, phases.
-
-    Phases: "pre_compile" (startup, fetch, source digest, convert), "compile_<target>" while a
-    builder.compile child is alive, "post_compile" after the last one exits.
-    """
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
-    import threading
-
-    out_buf, err_buf = [], []
-    readers = [threading.Thread(target=lambda s=s, b=b: b.append(s.read()), daemon=True)
-               for s, b in ((proc.stdout, out_buf), (proc.stderr, err_buf))]
-    for r in readers:
-        r.start()
-    cmds: dict[int, str] = {}
-    hwm_by_pid: dict[int, int] = {}
-    phases: dict[str, dict] = {}
-    seen_compile = False
-    peak_kb, peak_at, samples = 0, 0.0, 0
-    last_t = t0
-    while True:
-        done = proc.poll() is not None
-        now = time.perf_counter()
-        pids = _tree(proc.pid) if not done else []
-        total = main_kb = 0
-        phase_targets = []
-        for p in pids:
-            if p not in cmds:
-                cmds[p] = _cmdline(p)
-            rss, hwm = _status_kb(p)
-            total += rss
-            if p == proc.pid:
-                main_kb = rss
-            hwm_by_pid[p] = max(hwm_by_pid.get(p, 0), hwm)
-            t = _compile_target(cmds[p])
-            if t:
-                phase_targets.append(t)
-        if phase_targets:
-            seen_compile = True
-            phase = f"compile_{phase_targets[0]}"
-        else:
-            phase = "post_compile" if seen_compile else "pre_compile"
-        ph = phases.setdefault(phase, {"seconds": 0.0, "peak_rss_mb": 0.0, "peak_main_rss_mb": 0.0})
-        ph["peak_main_rss_mb"] = max(ph["peak_main_rss_mb"], main_kb * 1.024 / 1000)  # the root process alone
-        ph["seconds"] += now - last_t
-        ph["peak_rss_mb"] = max(ph["peak_rss_mb"], total * 1.024 / 1000)  # KiB -> MB (1e6 bytes)
-        last_t = now
-        if total > peak_kb:
-            peak_kb, peak_at = total, now - t0
-        samples += 1
-        if done:
-            break
-        time.sleep(POLL_S)
-    wall = time.perf_counter() - t0
-    for r in readers:
-        r.join()
-    # largest single process (kernel high-water mark: exact, not sampled)
-    top = max(hwm_by_pid.items(), key=lambda kv: kv[1]) if hwm_by_pid else (0, 0)
-    for ph in phases.values():
-        ph["seconds"] = round(ph["seconds"], 2)
-        ph["peak_rss_mb"] = round(ph["peak_rss_mb"], 1)
-        ph["peak_main_rss_mb"] = round(ph["peak_main_rss_mb"], 1)
-    return {"returncode": proc.returncode, "stdout": out_buf[0] if out_buf else "",
-            "stderr": err_buf[0] if err_buf else "", "wall_s": round(wall, 2),
-            "peak_tree_rss_mb": round(peak_kb * 1.024 / 1000, 1), "peak_at_s": round(peak_at, 2),
-            "max_single_hwm_mb": round(top[1] * 1.024 / 1000, 1),
-            "max_single_hwm_cmd": " ".join(cmds.get(top[0], "").split()[:4])[:120],
-            "processes": len(cmds), "samples": samples, "phases": phases}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -306,7 +185,7 @@ def run_child(kind: str, *args: str) -> dict:
     if res["returncode"] != 0:
         sys.stderr.write(res["stderr"])
         raise SystemExit(f"bench: child '{kind}' failed (exit {res['returncode']})")
-    out = json.loads(res["stdout"].strip().splitlines()[-1])
+    out = last_json(res["stdout"])
     out["_wall_s"], out["_peak_rss_mb"] = res["wall_s"], res["peak_tree_rss_mb"]
     return out
 
@@ -317,12 +196,11 @@ def run_child(kind: str, *args: str) -> dict:
 def ensure_source(layers: int) -> tuple[Path, dict | None]:
     """The cached random-weight folder for `layers` layers; generated (in a child) when missing."""
     sys.path.insert(0, str(REPO))
-    from builder.paths import cache_dir
     from mlcbuild_common.fsutil import atomic_dir
 
     key = hashlib.sha256(json.dumps([GEN_VERSION, SEED, INIT_STD, QWEN3_0P6B, layers],
                                     sort_keys=True).encode()).hexdigest()[:12]
-    final = cache_dir() / "bench" / f"qwen3-0.6b-random-l{layers}-{key}"
+    final = bench_cache() / f"qwen3-0.6b-random-l{layers}-{key}"
     if (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file():
         return final, None
     print(f"generating {final} (once; not part of the build figures) ...", file=sys.stderr, flush=True)
@@ -361,14 +239,14 @@ def _verdict(value: float, limit: float) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--out", type=Path, default=None, help="output root (default: a fresh temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the build outputs (default: delete them)")
     ap.add_argument("--quick", action="store_true", help="4 layers instead of 28 (smoke run)")
     ap.add_argument("--only", choices=("all", "build", "decode"), default="all",
                     help="build: only the q4f16_1 webgpu build; decode: only the q0f32 build and the decode "
                          "comparison (default: all)")
-    ap.add_argument("--json-file", type=Path, default=None, help="also append the JSON result line here")
+    add_json_file(ap)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -384,12 +262,8 @@ def main() -> None:
     for sub in ("q4f16_1-webgpu", "q0f32-cpu"):
         if (out_root / sub).exists():
             shutil.rmtree(out_root / sub)  # fresh output dirs: nothing may be reused
-    res = {"bench": "build_qwen3_0p6b", "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "layers": layers, "quick": a.quick, "source": str(src), "generated": gen,
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                       "python": platform.python_version(),
-                       "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
-           "targets": TARGETS}
+    res = {"bench": "build_qwen3_0p6b", "date": now_iso(), "layers": layers, "quick": a.quick, "source": str(src),
+           "generated": gen, "machine": {**machine(), "loadavg_start": loadavg()}, "targets": TARGETS}
     try:
         if a.only in ("all", "build"):
             print(f"building q4f16_1 webgpu from {src} ...", file=sys.stderr, flush=True)
@@ -412,7 +286,7 @@ def main() -> None:
                              "max_abs_logit_diff": float(np.abs(lt - lh).max()),
                              "max_abs_logit": float(np.abs(lh).max())}
     finally:
-        res["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        res["machine"]["loadavg_end"] = loadavg()
         if not a.keep:
             shutil.rmtree(out_root if created else out_root / "q4f16_1-webgpu", ignore_errors=True)
             if not created:
@@ -421,9 +295,7 @@ def main() -> None:
             print(f"outputs kept in {out_root}", file=sys.stderr)
     report(res)
     line = json.dumps(res, sort_keys=True)
-    if a.json_file:
-        with open(a.json_file, "a") as f:
-            f.write(line + "\n")
+    append_line(a.json_file, line)
     print(line)
 
 
@@ -433,12 +305,9 @@ def report(res: dict) -> None:
         rows += _build_rows(res["q4f16_1_webgpu"], res["hashes"])
     if "q0f32_cpu" in res:
         rows += _decode_rows(res["q0f32_cpu"], res["decode"])
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
     print(f"Qwen3-0.6B config ({res['layers']} layers), random weights; {res['machine']['cpus']} cpus; "
           f"loadavg {res['machine']['loadavg_start']} -> {res['machine']['loadavg_end']}")
-    for r in rows:
-        print(f"{r[0]:<{w0}}  {r[1]:>{w1}}  {r[2]}")
+    print_table(rows, align="lr-")
 
 
 def _build_rows(b: dict, h: dict) -> list[tuple[str, str, str]]:

@@ -12,17 +12,16 @@ Prints a table; the last line is one JSON object. `--quick` times the tiny-llama
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import REPO, bench_cache, last_json, load_script, now_iso
+
 QUANTS = ("q0f32", "q4f32_1")
 PREFILL = 128
 # Both runtimes keep their idle worker threads spinning for a while after a parallel region; a pause before
@@ -31,18 +30,13 @@ SETTLE_S = 0.5
 
 
 def _cache() -> Path:
-    from builder.paths import cache_dir
-
-    return cache_dir() / "bench" / "cpu"
+    return bench_cache() / "cpu"
 
 
 def source_of(model: str) -> tuple[str, str]:
     """(what `mlcbuild make` builds, what transformers loads) for a model name of this benchmark."""
     if model == "qwen3-0.6b":
-        spec = importlib.util.spec_from_file_location("build_qwen3", REPO / "bench" / "build_qwen3_0p6b.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        folder, _ = mod.ensure_source(28)
+        folder, _ = load_script("build_qwen3_0p6b").ensure_source(28)
         return str(folder), str(folder)
     from builder.fetch import fetch
 
@@ -137,7 +131,7 @@ def main() -> None:
         return
     models = ["tiny-llama"] if a.quick else a.models.split(",")
     reps, steps = (1, 4) if a.quick else (a.reps, a.steps)
-    started, load0, results = datetime.now(UTC).isoformat(timespec="seconds"), os.getloadavg(), []
+    started, load0, results = now_iso(), os.getloadavg(), []
     for model in models:
         make_arg, ref = source_of(model)
         if model.startswith("tiny-"):
@@ -151,7 +145,7 @@ def main() -> None:
                               cwd=REPO)
         if proc.returncode != 0:
             sys.exit(f"cpu_decode: {model} failed:\n{proc.stderr[-3000:]}")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = last_json(proc.stdout)
         r["build_s"] = round(build_s, 1)
         results.append(r)
     print(f"{'model':<14}{'lib':<9}{'threads':>8}{'decode s':>11}{'torch s':>10}{'ratio':>8}"

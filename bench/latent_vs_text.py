@@ -27,7 +27,6 @@ Prints a table; the last stdout line is one JSON object (also appended to --json
 Python side only (~1 min).
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -35,21 +34,22 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-# bench/train_links.py would shadow the train_links package; tests/mas_system.py has the tiny 3-agent set
-sys.path[:] = [str(REPO), str(REPO / "tests")] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+from common import BENCH, REPO, add_json_file, append_line, bench_cache, loadavg, now_iso, parser, print_table
+from step_ratio import browser_step_times, mas_step_times, qwen3_step_times
+
+# bench/train_links.py would shadow the train_links package, so bench/ goes last (the bench modules that
+# load_script brings in still import from it); tests/mas_system.py has the tiny 3-agent set
+sys.path[:] = ([str(REPO), str(REPO / "tests")] + [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+               + [str(BENCH)])
 
 TARGETS = {"speedup": 2.4, "token_reduction": 0.756, "step_ratio": 0.75, "load_ratio": 5.0}
 TINY_M = 4
 
 
 def _root() -> Path:
-    from builder.paths import cache_dir
-
-    return cache_dir() / "bench" / "latent_vs_text"
+    return bench_cache() / "latent_vs_text"
 
 
 def smollm2_system(root: Path, targets=("webgpu", "cpu")):
@@ -96,67 +96,6 @@ def _summary(out: dict) -> dict:
             "latent_steps": m["latent_steps"], "answer": out["answer"],
             "latent_ms_per_step": lat_ms / m["latent_steps"] if m["latent_steps"] else None,
             "decode_ms_per_token": dec_ms / dec_tok if dec_tok else None}
-
-
-def step_times(eng, link, emb, steps: int, reps: int) -> dict:
-    """Latent steps and decode steps from the same prefilled prompt (same KV positions), alternating blocks.
-    `link`: the agent's inner link (a torch module, run on one thread like builder.latent does)."""
-    import numpy as np
-    import torch
-
-    rec = {k: [] for k in ("latent", "decode", "link", "decode_last_hidden", "argmax_embed", "decode_kernel")}
-
-    def apply_link(h):
-        with torch.no_grad():
-            return link(torch.from_numpy(np.ascontiguousarray(h[None], dtype=np.float32))).numpy()[0]
-
-    def block(total: str, parts: list, x) -> None:
-        """`steps` steps; each applies `parts` in turn to the carried state x; records each part's time and the sum."""
-        for _ in range(steps):
-            t = [time.perf_counter()]
-            for _part, f in parts:
-                x = f(x)
-                t.append(time.perf_counter())
-            rec[total].append(t[-1] - t[0])
-            for (part, _f), a, b in zip(parts, t, t[1:], strict=False):
-                rec[part].append(b - a)
-
-    torch.set_num_threads(1)
-    for _ in range(reps):
-        eng.reset()
-        block("latent", [("link", apply_link), ("decode_last_hidden", eng.decode_hidden)], eng.hidden(emb)[-1])
-        eng.reset()
-        block("decode", [("argmax_embed", lambda lg: eng.embed([int(np.argmax(lg))])[0]),
-                         ("decode_kernel", eng.decode)], eng.prefill(emb))
-    med = {k: statistics.median(v) * 1000 for k, v in rec.items()}
-    return {"prompt_positions": len(emb), "steps": steps, "reps": reps, "median_ms": med,
-            "ratio": med["latent"] / med["decode"], "kernel_ratio": med["decode_last_hidden"] / med["decode_kernel"]}
-
-
-def mas_step_times(mas, question: str, steps: int, reps: int) -> dict:
-    name = mas.pattern.order()[0]
-    agent = mas.agents[name]
-    emb, _ = agent.prompt(question, {})
-    return step_times(agent.engine, mas.links[f"inner:{name}"], emb, steps, reps)
-
-
-def qwen3_step_times(question: str, steps: int, reps: int) -> dict:
-    """The same step timing at Qwen3-0.6B size: the config with random weights (bench/build_qwen3_0p6b.py), its
-    q4f32_1 CPU lib (bench/cpu_decode.py builds and caches it) and an untrained inner link of its width. A step's
-    work does not depend on the weights' values or on training."""
-    import importlib.util
-
-    from builder.run.engine import Engine
-    from train_links.links import InnerLink
-
-    spec = importlib.util.spec_from_file_location("cpu_decode", REPO / "bench" / "cpu_decode.py")
-    cpu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cpu)
-    make_arg, _ = cpu.source_of("qwen3-0.6b")
-    eng = Engine(cpu.build("qwen3-0.6b", make_arg, "q4f32_1"), max_seq_len=512)
-    emb = eng.embed(eng.chat_ids([{"role": "user", "content": question}]))
-    res = step_times(eng, InnerLink(eng.hidden_size).eval(), emb, steps, reps)
-    return {"model": "qwen3-0.6b config (random weights), q4f32_1", **res}
 
 
 def python_side(dirs, links_file, qs, rounds, max_new, text_budgets, step_n, step_reps) -> dict:
@@ -267,26 +206,6 @@ def load_side(root: Path, dirs, links_file, visits: int, throttle: tuple[int, in
             "ratio": first / cached if cached else None}
 
 
-def browser_step_times(dist: Path, links_file: Path, question: str, steps: int, reps: int,
-                       timeout_s: float = 1800) -> dict:
-    """The step ratio on WebGPU (SwiftShader): web/harness/step-check.html on the SmolLM2 build, planner's link."""
-    from builder.run.browser import serve_and_run
-    from builder.run.engine import Engine
-
-    ids = Engine(dist).chat_ids([{"role": "user", "content": question}])
-    with tempfile.TemporaryDirectory(prefix="mlcbuild-bench-steps-") as tmp:
-        (Path(tmp) / "case.json").write_text(json.dumps({"ids": ids, "agent": "planner", "steps": steps,
-                                                         "reps": reps}))
-        page = serve_and_run(f"harness/step-check.html?model=/build/&links=/build/{links_file.name}"
-                             "&case=/case/case.json", {"/build/": dist, "/case/": Path(tmp)}, timeout_s=timeout_s)
-    if not page["ok"]:
-        raise RuntimeError(f"step-check failed: {page['error']}\n" + "\n".join(page["console"][-10:]))
-    r = page["result"]
-    return {"model": dist.name, "prompt_positions": r["positions"], "steps": steps, "reps": reps,
-            "median_ms": {"latent": r["latent_ms"], "decode": r["decode_ms"]},
-            "ratio": r["latent_ms"] / r["decode_ms"], "samples_ms": r["samples"]}
-
-
 # -- report ---------------------------------------------------------------------------------------------------------
 
 def rows_for(side: str, res: dict) -> list[tuple]:
@@ -351,14 +270,11 @@ def report(result: dict) -> None:
                      verdict(ld["ratio"], TARGETS["load_ratio"])))
     result["table"] = [dict(zip(("side", "measure", "values", "figure", "target", "verdict"), r, strict=True))
                        for r in rows]
-    w = [max(len(str(r[i])) for r in rows + [("side", "measure", "values", "figure", "target", "verdict")])
-         for i in range(6)]
-    for r in [("side", "measure", "values", "figure", "target", "verdict"), tuple("-" * x for x in w), *rows]:
-        print("  ".join(str(c).ljust(x) for c, x in zip(r, w, strict=True)))
+    print_table(rows, ("side", "measure", "values", "figure", "target", "verdict"))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny models, Python side only (~1 min)")
     ap.add_argument("--prompts", type=int, default=None, help="held-out prompts (default 5; --quick 2)")
     ap.add_argument("--rounds", type=int, default=3)
@@ -376,7 +292,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="TVM_NUM_THREADS for the CPU libs")
     ap.add_argument("--root", type=Path, default=None,
                     help="where the builds go (default <cache>/bench/latent_vs_text)")
-    ap.add_argument("--json-file", type=Path, default=None, help="also append the JSON result line here")
+    add_json_file(ap)
     a = ap.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(a.threads)
     import torch
@@ -384,9 +300,8 @@ def main() -> None:
     torch.set_num_threads(1)  # the links are tiny; keep torch's pool from competing with TVM's
     root = a.root or _root()
     t_start = time.perf_counter()
-    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(["bench/latent_vs_text.py",
-            *sys.argv[1:]]), "quick": a.quick, "threads": a.threads, "cpus": os.cpu_count(),
-            "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+    meta = {"date": now_iso(), "command": " ".join(["bench/latent_vs_text.py", *sys.argv[1:]]), "quick": a.quick,
+            "threads": a.threads, "cpus": os.cpu_count(), "loadavg_start": loadavg()}
     result = {"meta": meta, "targets": TARGETS}
     if a.quick:
         dirs, links = tiny_system(root / "tiny", a.rounds, targets=("cpu",))
@@ -417,16 +332,14 @@ def main() -> None:
                     kbit, lat = (int(x) for x in a.throttle.split(","))
                     loads.append(load_side(root, dirs, links, a.browser_visits, (kbit, lat)))
                 br["load_smollm2"] = loads
-    meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    meta["loadavg_end"] = loadavg()
     meta["wall_s"] = round(time.perf_counter() - t_start, 1)
     print(f"# {meta['date']}  threads {a.threads}, {meta['cpus']} cpus, loadavg {meta['loadavg_start']} -> "
           f"{meta['loadavg_end']}, {meta['wall_s']} s")
     report(result)
     line = json.dumps(result, default=str)
     print(line)  # the last stdout line
-    if a.json_file:
-        with open(a.json_file, "a") as f:
-            f.write(line + "\n")
+    append_line(a.json_file, line)
 
 
 if __name__ == "__main__":
