@@ -24,7 +24,7 @@ fi
 #    install of this repo brings the rest. Skipped when pyproject.toml has not changed since last time.
 stamp_dir="${XDG_CACHE_HOME:-$HOME/.cache}/mlcbuild"; mkdir -p "$stamp_dir"
 want="$(sha256sum pyproject.toml | cut -c1-16)-$(pwd | sha256sum | cut -c1-8)"
-if [ "$(cat "$stamp_dir/pip.stamp" 2>/dev/null)" != "$want" ] || ! $PY -c "import builder, tvm, torch" 2>/dev/null; then
+if [ "$(cat "$stamp_dir/pip.stamp" 2>/dev/null)" != "$want" ] || ! $PY -c "import builder, train_links, mlcbuild_common, tvm, torch" 2>/dev/null; then
   torch_pin=$(sed -n 's/^TORCH = "\(.*\)".*/\1/p' builder/pins.py)
   say "pip install torch==$torch_pin and -e .[dev]"
   $PY -m pip install -q "torch==$torch_pin"
