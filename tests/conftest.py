@@ -27,6 +27,17 @@ def run_cli(*args, env=None, timeout=900, cwd=None):
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd or REPO)
 
 
+# pytest-xdist (scripts/test: --dist loadfile) hands whole files to its workers in collection order, so the
+# longest files go first: otherwise one worker ends the run alone on the ~8-minute kill-safety file
+SLOW_FIRST = ("test_kill_safety.py", "test_latent_smollm2_webgpu.py", "test_models_webgpu.py", "test_webllm.py",
+              "test_smollm2.py", "test_make.py", "test_latent_webgpu.py", "test_playground.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
 @pytest.fixture(scope="session")
 def cli():
     return run_cli

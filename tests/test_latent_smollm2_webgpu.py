@@ -17,12 +17,14 @@ ROUNDS, M, MAX_NEW = 1, 2, 3
 
 
 @pytest.fixture(scope="module")
-def smollm2_system(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("smollm2-latent")
+def smollm2_system(tmp_path_factory, webgpu_dist):
+    # the default build the other browser suites use (made once, reused); the page is served from its root
+    tmp = webgpu_dist
     build = make("smollm2-135m", "q4f32_2", tmp, targets=("webgpu", "cpu"), show_progress=False).out
     agents, links, pattern = tiny_links(m=M, rounds=ROUNDS)  # the pattern and file layout; dims rewritten below
-    tiny = fmt.save(tmp / "tiny-links.json", agents, pattern, links, m=M, rounds=ROUNDS)
-    links_file = links_for_dims(tiny, tmp / "recursivelink.json", 576)  # random, self-consistent d=576 links
+    tiny = fmt.save(tmp_path_factory.mktemp("smollm2-latent") / "tiny-links.json", agents, pattern, links, m=M,
+                    rounds=ROUNDS)
+    links_file = links_for_dims(tiny, tmp / "smollm2-latent-links.json", 576)  # random, self-consistent d=576
     return {"tmp": tmp, "dirs": [build] * 3, "links_file": links_file}
 
 
