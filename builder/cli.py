@@ -5,6 +5,7 @@ import sys
 import click
 
 from mlcbuild_common.errors import MlcbuildError
+from train_links.patterns import PATTERNS
 
 from . import __version__, pins
 from .clickutil import Group, emit_json
@@ -120,6 +121,9 @@ def _targets(target: str) -> tuple[str, ...]:
               "model) as recursivelink.json: the links shipped with mlcbuild when they were trained on these exact "
               "weights, else trained now.")
 @click.option("--links-train", is_flag=True, help="With --links: train even when shipped links match.")
+@click.option("--pattern", type=click.Choice(list(PATTERNS)),
+              default="sequential", show_default=True, help="With --links: the collaboration pattern the links are "
+              "for (every role this model).")
 @click.option("--links-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Ship this trained recursivelink.json instead (validated against the model and its weights).")
 @click.option("--links-steps", default=300, show_default=True, type=click.IntRange(0, 100000),
@@ -129,8 +133,8 @@ def _targets(target: str) -> tuple[str, ...]:
 @click.option("--verbose", is_flag=True, help="On a compiler failure, print its full trace (else kept in a log).")
 @click.option("--no-wait", is_flag=True, help="Fail at once when another run is writing the same build folder "
               "(default: wait for it).")
-def make(model, quant, out, target, opt_level, revision, links, links_train, links_file, links_steps, quiet,
-         as_json, verbose, no_wait):
+def make(model, quant, out, target, opt_level, revision, links, links_train, pattern, links_file, links_steps,
+         quiet, as_json, verbose, no_wait):
     """Fetch, convert, compile and package MODEL (a preset, an HF directory or a .gguf file)."""
     from pathlib import Path
 
@@ -139,7 +143,7 @@ def make(model, quant, out, target, opt_level, revision, links, links_train, lin
     from .summary import render_summary
 
     step = LinksStep(file=Path(links_file)) if links_file else \
-        LinksStep(train=links_train, outer_steps=links_steps) if links or links_train else None
+        LinksStep(train=links_train, outer_steps=links_steps, pattern=pattern) if links or links_train else None
     res = run_make(model, quant, Path(out), _targets(target), opt_level, revision,
                    show_progress=not (quiet or as_json), links=step, verbose=verbose, wait=not no_wait)
     if as_json:

@@ -104,13 +104,19 @@ def _synthesize_tiny(preset: Preset) -> Fetched:
     final = cache_dir() / "sources" / f"{preset.name}-{key}"
     if (final / "model.safetensors").is_file():
         return Fetched(final, f"tiny:{preset.name}", key, preset.name, synthetic=True)
-    tok_src = open_source(tiny_tokenizer_source())
+    overrides = dict(preset.tiny)
+    own_tokenizer = overrides.pop("tokenizer", None) == "bpe512"  # else SmolLM2's real tokenizer
     with atomic_dir(final) as out:
-        tok_src.write_tokenizer(out)
+        if own_tokenizer:
+            from .tiny_tokenizer import write_bpe_tokenizer
+
+            write_bpe_tokenizer(out, 512)
+        else:
+            open_source(tiny_tokenizer_source()).write_tokenizer(out)
         tok = transformers.AutoTokenizer.from_pretrained(out)
         cfg_cls = transformers.AutoConfig.for_model(_model_type(preset.source)).__class__
         cfg = cfg_cls(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, **preset.tiny)
+                      pad_token_id=tok.pad_token_id, **overrides)
         cfg.architectures = [preset.source]
         torch.manual_seed(0)  # deterministic weights, so two builds are byte-identical
         model = getattr(transformers, preset.source)(cfg).to(torch.float32)

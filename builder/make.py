@@ -173,8 +173,8 @@ def chat_config(cfg, quant: str, tmp: Path, tokenizer_files: list[str], source_c
 @dataclass
 class LinksStep:
     """RecursiveLinks as a build step: include a recursivelink.json after validating it against this model (an
-    explicit file, or the one shipped with mlcbuild for these weights), or train a homogeneous
-    planner -> critic -> solver set for this model (the embedded-default pattern) with train-links' recipe."""
+    explicit file, or the one shipped with mlcbuild for these weights and pattern), or train a homogeneous set
+    for this model (every role this model; planner -> critic -> solver by default) with train-links' recipe."""
 
     file: Path | None = None
     train: bool = False  # train even when a shipped file matches the weights
@@ -185,6 +185,7 @@ class LinksStep:
     rounds: int = 3
     latent_steps: int = 16
     seed: int = 0
+    pattern: str = "sequential"
 
     def resolve(self, digest: str) -> "LinksStep":
         """This step with `file` set to the shipped links for these weights, when there are some to use."""
@@ -192,14 +193,14 @@ class LinksStep:
             return self
         from train_links.shipped import find_shipped
 
-        hit = find_shipped(digest, "sequential")
-        return LinksStep(file=hit, shipped=True) if hit else self
+        hit = find_shipped(digest, self.pattern)
+        return LinksStep(file=hit, shipped=True, pattern=self.pattern) if hit else self
 
     def key_parts(self, digest: str) -> list:
         if self.file:
             return ["links-file", sha256_file(self.file)]
         return ["links-train", digest, self.inner_steps, self.outer_steps, self.rollout_steps, self.rounds,
-                self.latent_steps, self.seed]
+                self.latent_steps, self.seed, *([self.pattern] if self.pattern != "sequential" else [])]
 
 
 LINKS_FILE = "recursivelink.json"
@@ -348,12 +349,14 @@ def _links_step(links: LinksStep, fetched: Fetched, cfg, digest: str, dst: Path,
         shutil.copyfile(links.file, dst)
         return
     from train_links.config import Config
+    from train_links.patterns import get_pattern
     from train_links.pipeline import run
 
     from .fetch import model_source
 
+    roles = len(get_pattern(links.pattern).agents)  # mixture: its default three experts and the summarizer
     with tempfile.TemporaryDirectory(prefix="mlcbuild-links-") as tmpd:
-        run(Config(agents=[str(fetched.path)] * 3, pattern="sequential", rounds=links.rounds,
+        run(Config(agents=[str(fetched.path)] * roles, pattern=links.pattern, rounds=links.rounds,
                    latent_steps=links.latent_steps, inner_steps=links.inner_steps, outer_steps=links.outer_steps,
                    rollout_steps=links.rollout_steps, seed=links.seed, out=str(dst),
                    checkpoint=str(Path(tmpd) / "links.ckpt"), progress=show_progress), echo=lambda s: None,

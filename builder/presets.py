@@ -42,6 +42,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                                          "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
                                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                                           "original_max_position_embeddings": 64}}),
+    Preset("tiny-llama-bpe", "tiny", "LlamaForCausalLM", "tiny RANDOM-weight Llama, hidden 96, with its own "
+           "512-token BPE tokenizer and chat template: the other agent of heterogeneous tests",
+           default_quant="q0f32", tiny={**_TINY, "hidden_size": 96, "intermediate_size": 192, "num_attention_heads": 3,
+                                        "num_key_value_heads": 3, "tie_word_embeddings": False, "tokenizer": "bpe512"}),
     Preset("tiny-qwen2", "tiny", "Qwen2ForCausalLM", "tiny RANDOM-weight Qwen2 (qkv bias), for tests",
            default_quant="q0f32", tiny={**_TINY, "tie_word_embeddings": False}),
     Preset("tiny-qwen3", "tiny", "Qwen3ForCausalLM", "tiny RANDOM-weight Qwen3 (q/k norm), for tests",

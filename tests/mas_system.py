@@ -60,11 +60,13 @@ def links_for_dims(src, dst, d: int):
     return dst
 
 
-def run_latent_page(tmp, dirs, links_name: str, case: dict, screenshot, timeout_s: int = 900) -> dict:
-    """Run the browser loop (web/harness/latent-check.html) on builds under `tmp`, served at /data/."""
+def run_latent_page(tmp, dirs, links_name: str, case: dict, screenshot, timeout_s: int = 900,
+                    case_name: str = "case.json") -> dict:
+    """Run the browser loop (web/harness/latent-check.html) on builds under `tmp`, served at /data/ (a folder
+    shared by several test files takes a case_name of its own)."""
     from builder.run.browser import serve_and_run
 
-    (tmp / "case.json").write_text(json.dumps(case))
+    (tmp / case_name).write_text(json.dumps(case))
     agents = ",".join(f"/data/{d.name}/" for d in dirs)
-    return serve_and_run(f"harness/latent-check.html?agents={agents}&links=/data/{links_name}&case=/data/case.json",
+    return serve_and_run(f"harness/latent-check.html?agents={agents}&links=/data/{links_name}&case=/data/{case_name}",
                          {"/data/": tmp}, timeout_s=timeout_s, screenshot=screenshot)

@@ -36,7 +36,8 @@ def test_smollm2_latent_loop_in_browser_matches_python(smollm2_system):
     art.mkdir(parents=True, exist_ok=True)
     case = {"question": QUESTION, "rounds": ROUNDS, "m": M, "max_new_tokens": MAX_NEW, "text_tokens": M,
             "modes": ["latent"]}
-    res = run_latent_page(s["tmp"], s["dirs"], s["links_file"].name, case, art / "latent-check.png", timeout_s=1500)
+    res = run_latent_page(s["tmp"], s["dirs"], s["links_file"].name, case, art / "latent-check.png", timeout_s=1500,
+                          case_name="smollm2-latent-case.json")
     assert res["ok"], f"{res['error']}\n" + "\n".join(res["console"][-20:])
     got = res["result"]["latent"]
     ref = LatentMAS(s["dirs"], s["links_file"]).run(QUESTION, "latent", max_new_tokens=MAX_NEW, rounds=ROUNDS, m=M)
