@@ -94,4 +94,3 @@ def _command(ctx) -> str:
             continue
         parts += [p.opts[0]] if v is True else [p.opts[0], str(v)]
     return shlex.join(parts)
-
