@@ -153,6 +153,34 @@ def test_q4f32_1_graph_is_exact_on_dequantized_weights(built):
     assert np.abs(eng.logits(hidden) - ref_logits).max() <= 1e-4
 
 
+def test_multimodal_folder_builds_its_language_model(tmp_path):
+    """A Gemma3ForConditionalGeneration folder: text fields in text_config, tensors under model.language_model.*
+    (or language_model.model.*), vision tensors beside them: the specs read the language model's tensors."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from builder.convert.convert import gather
+    from builder.models import param_specs
+
+    tiny_gemma3(tmp_path / "text", CONFIGS["kv1"])
+    text_cfg = json.loads((tmp_path / "text" / "config.json").read_text())
+    orig = load_file(tmp_path / "text" / "model.safetensors")
+    for prefix in ("model.language_model.", "language_model.model."):
+        d = tmp_path / prefix.strip(".")
+        d.mkdir()
+        renamed = {prefix + k.removeprefix("model."): v for k, v in orig.items()}
+        save_file({**renamed, "model.vision_tower.patch.weight": np.zeros((2, 2), np.float32)}, d / "model.safetensors")
+        (d / "config.json").write_text(json.dumps({"architectures": ["Gemma3ForConditionalGeneration"],
+                                                   "model_type": "gemma3", "text_config": text_cfg}))
+        src = open_source(d)
+        cfg = model_config(src.config)
+        assert cfg.tie_word_embeddings and cfg.num_hidden_layers == 6 and cfg.sliding_window == 8
+        for spec in param_specs(cfg):
+            want = np.concatenate([orig[n] for n in spec.sources])
+            assert np.array_equal(gather(src, spec), want), spec.name
+
+
 # ---------------------------------------------------------------- GGUF
 
 
