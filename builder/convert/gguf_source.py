@@ -1,9 +1,10 @@
 """A .gguf file as a weight source: HF-style config from its metadata, HF tensor names, float32 tensors.
 
-GGUF stores tensors under llama.cpp names and often quantized (Q4_1, Q8_0, ...). We memory-map the
+GGUF stores tensors under llama.cpp names and often quantized (Q4_1, Q8_0, Q4_K, ...). We memory-map the
 file and dequantize one tensor per get(). For the llama architecture llama.cpp's converter reorders
-the rows of Q and K (per head, it interleaves the two rotary halves); get() undoes that so tensors
-equal the original Hugging Face ones.
+the rows of Q and K (per head, it interleaves the two rotary halves); for gemma3 it stores every norm
+weight with Gemma's +1 added. get() undoes both, so tensors equal the original Hugging Face ones (as
+transformers' own GGUF loader makes them).
 """
 
 import re
@@ -14,8 +15,10 @@ import numpy as np
 from builder.convert.source import Source, _tokenizer_via_transformers
 from mlcbuild_common.errors import MlcbuildError
 
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                 "gemma3": "Gemma3ForCausalLM"}
 _ROW_PERMUTED = {"llama"}  # architectures whose Q/K rows llama.cpp reorders
+_NORM_PLUS_ONE = {"gemma3"}  # architectures whose norm weights llama.cpp stores as 1 + weight
 _FIX = "re-download the file, or pass a complete single-file .gguf"
 
 _GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
@@ -25,14 +28,17 @@ _LAYER_NAMES = {
     "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
     "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
 }
+# Gemma 3 has four norms per layer; llama.cpp's ffn_norm is the one before its MLP
+_GEMMA3_NAMES = {**_LAYER_NAMES, "post_attention_norm": "post_attention_layernorm",
+                 "ffn_norm": "pre_feedforward_layernorm", "post_ffw_norm": "post_feedforward_layernorm"}
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 
 
-def hf_name(gguf_name: str) -> str | None:
+def hf_name(gguf_name: str, arch: str = "llama") -> str | None:
     """llama.cpp tensor name -> Hugging Face name (None if we do not know it)."""
     m = _LAYER_RE.fullmatch(gguf_name)
     if m:
-        part = _LAYER_NAMES.get(m.group(2))
+        part = (_GEMMA3_NAMES if arch == "gemma3" else _LAYER_NAMES).get(m.group(2))
         return f"model.layers.{m.group(1)}.{part}.{m.group(3)}" if part else None
     base, _, kind = gguf_name.rpartition(".")
     return f"{_GLOBAL_NAMES[base]}.{kind}" if base in _GLOBAL_NAMES else None
@@ -72,7 +78,7 @@ class GGUFSource(Source):
             if t.name == "rope_freqs.weight":
                 raise MlcbuildError(f"{self.path.name} uses per-frequency rope scaling (rope_freqs)",
                                     "convert from the Hugging Face safetensors model instead")
-            self._tensors[hf_name(t.name) or t.name] = t
+            self._tensors[hf_name(t.name, arch) or t.name] = t
         self.config = self._build_config()
 
     def _meta(self, key, default=None):
@@ -118,6 +124,15 @@ class GGUFSource(Source):
             "eos_token_id": self._meta("tokenizer.ggml.eos_token_id"),
             "pad_token_id": self._meta("tokenizer.ggml.padding_token_id"),
         }
+        if a == "gemma3":  # what llama.cpp assumes for gemma3 files and does not store
+            cfg.update({
+                "hidden_activation": "gelu_pytorch_tanh", "hidden_act": "gelu_pytorch_tanh",
+                "sliding_window": self._meta(f"{a}.attention.sliding_window"),
+                "sliding_window_pattern": 6,  # every 6th layer global
+                "rope_local_base_freq": self._meta(f"{a}.rope.freq_base_swa", 10000.0),
+                # llama.cpp's attention scale: 1/sqrt(head_dim), except the 62-layer (27B) model's 1/sqrt(hidden/heads)
+                "query_pre_attn_scalar": hidden // heads if cfg["num_hidden_layers"] == 62 else cfg["head_dim"],
+            })
         return cfg
 
     def names(self) -> list[str]:
@@ -139,6 +154,8 @@ class GGUFSource(Source):
                 w = unpermute_rows(w, self.config["num_attention_heads"])
             elif ".self_attn.k_proj." in name:
                 w = unpermute_rows(w, self.config["num_key_value_heads"])
+        if self.arch in _NORM_PLUS_ONE and name.endswith("norm.weight"):
+            w = w - np.float32(1.0)
         return w
 
     def get_native(self, name: str, fmt: str) -> tuple[np.ndarray, ...] | None:

@@ -16,6 +16,8 @@ from mlcbuild_common.errors import MlcbuildError
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "merges.txt",
                    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json")
 _FIX_DIR = "point at a Hugging Face model directory with config.json and *.safetensors, or at a .gguf file"
+# where multimodal checkpoints (Gemma 3) keep the language model: transformers >= 4.52 and older saves
+_TEXT_MODEL_PREFIXES = ("model.language_model.", "language_model.model.")
 _SAFETENSORS_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"}  # safetensors' names
 
 
@@ -42,13 +44,16 @@ class Source:
 def normalize_config(cfg: dict) -> dict:
     """Fill the keys the model graphs read from older/newer spellings (transformers 5 nests rope settings)."""
     cfg = dict(cfg)
+    # multimodal wrappers (Gemma3ForConditionalGeneration) keep the language model's fields in text_config
+    for k, v in (cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}).items():
+        cfg.setdefault(k, v)
     rope = cfg.get("rope_parameters") or {}
     if "rope_theta" not in cfg and "rope_theta" in rope:
         cfg["rope_theta"] = rope["rope_theta"]
     if "rope_scaling" not in cfg:
         kind = rope.get("rope_type", rope.get("type", "default"))
         cfg["rope_scaling"] = None if kind == "default" else {k: v for k, v in rope.items() if k != "rope_theta"}
-    cfg.setdefault("tie_word_embeddings", False)
+    cfg.setdefault("tie_word_embeddings", str(cfg.get("model_type", "")).startswith("gemma"))  # Gemma ties by default
     if "head_dim" not in cfg and cfg.get("hidden_size") and cfg.get("num_attention_heads"):
         cfg["head_dim"] = cfg["hidden_size"] // cfg["num_attention_heads"]
     cfg.setdefault("num_key_value_heads", cfg.get("num_attention_heads"))
@@ -69,8 +74,12 @@ class HFSource(Source):
                 self._where[name] = f
                 self._dtype[name] = dtype
         self._alias = {}
+        for prefix in _TEXT_MODEL_PREFIXES:  # a multimodal folder: its language model's tensors under our names
+            if "model.embed_tokens.weight" not in self._where and f"{prefix}embed_tokens.weight" in self._where:
+                self._alias.update({f"model.{n[len(prefix):]}": n for n in self._where if n.startswith(prefix)})
         if self.config.get("tie_word_embeddings") and "lm_head.weight" not in self._where:
-            self._alias["lm_head.weight"] = "model.embed_tokens.weight"  # tied checkpoints often omit lm_head
+            # tied checkpoints often omit lm_head
+            self._alias["lm_head.weight"] = self._alias.get("model.embed_tokens.weight", "model.embed_tokens.weight")
 
     def _weight_files(self) -> list[Path]:
         index = self.path / "model.safetensors.index.json"

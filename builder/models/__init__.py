@@ -7,11 +7,11 @@ from types import ModuleType
 
 from mlcbuild_common.errors import MlcbuildError
 
-from . import llama, qwen2, qwen3
+from . import gemma3, llama, qwen2, qwen3
 from .config import ModelConfig
 from .params import QUANTIZATIONS, ParamSpec, check_quant, stored_params
 
-ARCHITECTURES: dict[str, ModuleType] = {a: m for m in (llama, qwen2, qwen3) for a in m.ARCHITECTURES}
+ARCHITECTURES: dict[str, ModuleType] = {a: m for m in (llama, qwen2, qwen3, gemma3) for a in m.ARCHITECTURES}
 
 
 def arch_module(hf_config: dict, where: str = "config.json") -> ModuleType:
@@ -42,7 +42,8 @@ def build_graph(cfg: ModelConfig, quant: str, target):
                                    or (cfg.num_attention_heads * cfg.head_dim) % 32):
         raise MlcbuildError(f"{quant} needs hidden, intermediate and head sizes divisible by 32",
                             "use q0f32 or q0f16 for this model")
-    model = CausalLM(cfg, quant, target)
+    arch = ARCHITECTURES[cfg.arch]
+    model = CausalLM(cfg, quant, target, body=arch.body()) if hasattr(arch, "body") else CausalLM(cfg, quant, target)
     mod, params, meta = export(model)
     expected = [n for s in param_specs(cfg) for n, _, _ in stored_params(s, quant)]
     names = [n for n, _ in params]

@@ -24,6 +24,13 @@ class ModelConfig:
     qkv_bias: bool = False  # Qwen2: bias on the q/k/v projections
     rope_scaling: dict = field(default_factory=dict)  # Llama-3: {"rope_type": "llama3", ...}
     prefill_chunk_size: int = 1024
+    # Gemma 3 (defaults leave the other families as they are):
+    layer_types: list = field(default_factory=list)  # per layer "full_attention" | "sliding_attention"; [] = all full
+    sliding_window: int = 0  # keys a sliding layer sees, its own position included
+    rope_local_theta: float = 0.0  # RoPE base of the sliding layers (global layers: rope_theta + rope_scaling)
+    attn_scale: float = 0.0  # softmax scale of q.k; 0 = head_dim ** -0.5
+    embed_scale: float = 1.0  # embeddings are multiplied by this (Gemma: sqrt(hidden_size))
+    final_logit_softcap: float = 0.0  # logits = cap * tanh(logits / cap) when > 0
 
     def as_dict(self) -> dict:
         return asdict(self)
