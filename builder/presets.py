@@ -56,6 +56,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "window of 8, 1 global; one KV head), for tests",
            default_quant="q0f32", tiny={**_TINY, "num_hidden_layers": 6, "num_key_value_heads": 1, "head_dim": 16,
                                          "sliding_window": 8, "query_pre_attn_scalar": 16}),
+    # one KV head (as Gemma 3 270M); head_dim 16 is a layout where TVM's CSE broke the f32 WebGPU attention kernels
+    Preset("tiny-qwen3-1kv", "tiny", "Qwen3ForCausalLM", "tiny RANDOM-weight Qwen3 with one KV head, for tests",
+           default_quant="q0f32",
+           tiny={**_TINY, "num_key_value_heads": 1, "head_dim": 16, "tie_word_embeddings": True}),
 ]}
 
 DEFAULT = "smollm2-135m"

@@ -103,6 +103,7 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
     import tvm
 
     from ..models.params import model_dtype
+    from .checked_cse import checked_cse
     from .wasm import export_wasm
 
     watch = watch or PassWatch(f"compiling {out.name}", False)
@@ -113,7 +114,9 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
     t1 = time.perf_counter()
     watch.stage = "compile"
     ctx = tvm.transform.PassContext.current()
-    with tvm.transform.PassContext(opt_level=ctx.opt_level, config=dict(ctx.config), instruments=[watch.instrument()]):
+    passes = tvm.transform.PassContext(opt_level=ctx.opt_level, config=dict(ctx.config),
+                                       instruments=[watch.instrument()])
+    with passes, checked_cse():  # TVM's CSE breaks some attention kernels (one KV head): they go without it
         if target == "cpu":
             from .cpu_schedule import cpu_pipeline
 
