@@ -108,6 +108,9 @@ def stage_sources(root: Path) -> None:
             raise BuildFailed(f"patch {p} would overwrite {dst} from the wheel", "drop it from patches/")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(p, dst)
+    if source_patches() and not shutil.which("patch"):
+        raise BuildFailed("the `patch` tool is missing (the wasm runtime applies patches/tvm-web/source/*.patch)",
+                          "install it: apt-get install patch")
     for p in source_patches():
         proc = subprocess.run(["patch", "-p1", "--forward", "--batch", "--fuzz=0", "-d", str(root), "-i", str(p)],
                               capture_output=True, text=True)
