@@ -8,12 +8,13 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 PY=${PYTHON:-python3}
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
-# 1. Debian packages: emscripten (emcc 3.1.6) and chromium (headless WebGPU on SwiftShader).
+# 1. Debian packages: emscripten (emcc 3.1.6), chromium (headless WebGPU on SwiftShader), node, patch.
 need_apt=()
 command -v emcc >/dev/null || need_apt+=(emscripten)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v patch >/dev/null || need_apt+=(patch)  # the wasm runtime applies patches/tvm-web/source
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -56,7 +56,9 @@ def test_wheel_carries_the_data_the_cli_needs(venv):
     names = zipfile.ZipFile(venv["wheel"]).namelist()
     for want in ("builder/_data/web/index.html", "builder/_data/web/package-lock.json",
                  "builder/_data/web/src/mas/loop.js", "builder/_data/web/tools/browse.mjs",
-                 "builder/_data/patches/tvm-web/overlay/src/support/utils.h", "train_links/shipped/__init__.py",
+                 "builder/_data/patches/tvm-web/overlay/src/support/utils.h",
+                 "builder/_data/patches/tvm-web/source/attn_utils-plain-aux-sliding.patch",
+                 "train_links/shipped/__init__.py",
                  "mlcbuild_common/errors.py", "builder/compile/library.py", "builder/run/latent.py"):
         assert want in names, want
     assert not any("node_modules" in n for n in names)

@@ -31,6 +31,11 @@ UNITS = ("wasm_runtime", "tvmjs_support", "webgpu_runtime")
 def overlay_dir() -> Path:
     return patches_dir() / "tvm-web" / "overlay"
 
+
+def source_patches() -> list[Path]:
+    """Unified diffs applied to the staged wheel sources (patches/README.md says why each exists)."""
+    return sorted((patches_dir() / "tvm-web" / "source").glob("*.patch"))
+
 CFLAGS = ["-O3", "-std=c++17", "-Wno-ignored-attributes"]
 RECIPE = 1  # bump when the staging or the flags change in a way the key below does not see
 
@@ -54,6 +59,8 @@ def cache_key() -> str:
              f"emcc={emcc_version()}", "flags=" + " ".join(CFLAGS)]
     for p in _overlay_files():
         parts.append(f"{p.relative_to(overlay_dir())}={sha256_file(p)}")
+    for p in source_patches():
+        parts.append(f"source/{p.name}={sha256_file(p)}")
     h.update("\n".join(parts).encode())
     return h.hexdigest()[:16]
 
@@ -87,7 +94,8 @@ def verify(rt_dir: Path) -> list[Path]:
 
 
 def stage_sources(root: Path) -> None:
-    """Lay out a TVM-like source tree under `root` from the wheels, then add our overlay headers."""
+    """Lay out a TVM-like source tree under `root` from the wheels, add our overlay headers, then apply our
+    source patches (each must apply exactly; one that does not fails the build rather than being skipped)."""
     src = tvm_sources()
     shutil.copytree(src["src"], root / "src")
     shutil.copytree(src["include"], root / "include")
@@ -100,6 +108,15 @@ def stage_sources(root: Path) -> None:
             raise BuildFailed(f"patch {p} would overwrite {dst} from the wheel", "drop it from patches/")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(p, dst)
+    if source_patches() and not shutil.which("patch"):
+        raise BuildFailed("the `patch` tool is missing (the wasm runtime applies patches/tvm-web/source/*.patch)",
+                          "install it: apt-get install patch")
+    for p in source_patches():
+        proc = subprocess.run(["patch", "-p1", "--forward", "--batch", "--fuzz=0", "-d", str(root), "-i", str(p)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildFailed(f"source patch {p.name} does not apply to this TVM wheel: "
+                              f"{(proc.stdout + proc.stderr).strip()[:300]}", "update or drop it in patches/")
 
 
 def include_flags(root: Path) -> list[str]:

@@ -107,7 +107,9 @@ export class Model {
     const tvm = this.tvm;
     tvm.beginScope();
     this.vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(this.dev));
-    this.pipelines = await loadPipelines(tvm, this.vm.getInternalModule(), onKernels);
+    // sliding layers (Gemma 3) run the cache's sliding-window kernels on every call: compile those up front too
+    const sliding = (this.chatConfig.model_config?.layer_types ?? []).includes("sliding_attention");
+    this.pipelines = await loadPipelines(tvm, this.vm.getInternalModule(), onKernels, { sliding });
     this.meta = JSON.parse(this.vm.getFunction("_metadata")());
     this.params = tvm.detachFromCurrentScope(tvm.getParamsFromCacheByName(this.meta.params.map((p) => p.name)));
     const fn = (n) => tvm.detachFromCurrentScope(this.vm.getFunction(n));
