@@ -52,6 +52,7 @@ def test_tiny_gemma3_q0f32_webgpu_matches_cpu_lib(tiny_dist, tmp_path_factory, a
     assert r["greedy"] == cpu.generate(ids, 8, stop=False)
 
 
+@pytest.mark.nightly  # ~6.5 min on SwiftShader: .github/workflows/nightly.yml runs it
 def test_gemma3_270m_q4f32_1_webgpu_matches_cpu_lib(webgpu_dist, artifacts):
     """The real gemma3-270m (one KV head, 262k-row LM head) in its default build: the prompt's hidden states and the
     first 4 greedy tokens agree between browser and CPU library. SwiftShader runs the LM head slowly, so the prompt
