@@ -9,11 +9,15 @@ import json
 import os
 import platform
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+# a script run as `python3 bench/NAME.py` has bench/ first on sys.path, where bench/train_links.py would shadow the
+# train_links package: the checkout goes first and bench/ last (its modules still import from there)
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() not in (BENCH, REPO)] + [str(BENCH)]
 
 
 # -- paths and loading ----------------------------------------------------------------------------------------------
