@@ -12,10 +12,10 @@ import { LinkMismatchError } from "../runtime/errors.js";
 import { detectGPU } from "../runtime/model.js";
 import { clearArtifactCache } from "../runtime/cache.js";
 import { explain } from "./messages.js";
-import { meanRowNorm, nearest, MAX_IDS } from "./peek.js";
+import { $, el } from "./dom.js";
+import { readTable, showAnswer, showHandoffs, showTable } from "./results.js";
 import { artifactsBase, defaultLinks, describe, guessBuild, loadIndex } from "./artifacts.js";
 
-const $ = (id) => document.getElementById(id);
 const q = new URLSearchParams(location.search);
 const base = artifactsBase(q);
 const at = (u) => new URL(u, base).href; // a typed or preset build / links URL, relative to the artifacts base
@@ -24,13 +24,6 @@ let pattern = null; // {agents: [...], links file meta}
 let system = null; // loaded system, keyed by systemKey
 let systemKey = null;
 let busy = false;
-
-function el(tag, text, attrs = {}) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  Object.assign(e, attrs);
-  return e;
-}
 
 function showError(e) {
   const x = explain(e);
@@ -188,73 +181,6 @@ async function ensureSystem() {
   pattern.agents.forEach((n) => setStatus(n, "ready"));
   progress(1, `loaded ${nModels} model(s) in ${(system.loadMs / 1000).toFixed(1)} s`);
   return system;
-}
-
-const fmt = (v, d = 1) => (v === null || v === undefined || Number.isNaN(v) ? "-" : Number(v).toFixed(d));
-
-async function showHandoffs(sys, res) {
-  const tb = $("handoffs").tBodies[0];
-  tb.replaceChildren();
-  const out = [];
-  let note = null;
-  for (const h of res.handoffs) {
-    const dst = h.edge.split("->")[1].split(":")[0];
-    const agent = sys.agents[dst];
-    const model = agent.model;
-    const pk = await nearest(model, h.block.data.subarray(0, h.block.dim), 3);
-    note = pk;
-    const toks = pk.best.map((b) => ({ id: b.id, text: agent.codec.decode([b.id], { skipSpecialTokens: false }),
-      cos: b.cos }));
-    const row = { edge: h.edge, round: h.round, rows: h.block.rows, dim: h.block.dim,
-      mean_row_norm: meanRowNorm(h.block), nearest: toks };
-    out.push(row);
-    const tr = el("tr");
-    tr.append(el("td", h.edge), el("td", h.round), el("td", h.block.rows), el("td", fmt(row.mean_row_norm, 3)),
-      el("td", toks.map((t) => `${JSON.stringify(t.text)} (${fmt(t.cos, 3)})`).join(", ")));
-    tb.append(tr);
-  }
-  $("peek-note").textContent = note ? (note.sampled
-    ? `Nearest tokens by cosine among ${note.size} evenly sampled token ids of ${note.vocab} (embedding the full ` +
-      `vocabulary with the model's embed is too costly here; at most ${MAX_IDS}).`
-    : `Nearest tokens by cosine over the full vocabulary (${note.vocab} ids), using the model's embed.`) : "";
-  return out;
-}
-
-function showAnswer(mode, answer) {
-  let d = $(`answer-${mode}`);
-  if (!d) {
-    const box = el("div");
-    d = el("div", "", { id: `answer-${mode}`, className: "answer" });
-    box.append(el("h3", mode), d);
-    $("answers").append(box);
-  }
-  d.textContent = answer;
-}
-
-const COLS = ["mode", "prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps", "e2e_ms", "prefill_tok_s",
-  "decode_tok_s", "speedup"];
-
-function showTable(results) {
-  const tb = $("compare").tBodies[0];
-  tb.replaceChildren();
-  const text = results.text?.metrics;
-  for (const mode of ["latent", "text"]) {
-    const r = results[mode];
-    if (!r) continue;
-    const m = r.metrics;
-    const e2e = m.e2e_latency_s * 1000;
-    const speed = text && mode === "latent" ? `${fmt(text.e2e_latency_s * 1000 / e2e, 2)}x` : mode === "text" ? "1.00x" : "-";
-    const tr = el("tr", null, { id: `row-${mode}` });
-    for (const v of [mode, m.prompt_tokens, m.reused_tokens, m.generated_tokens, m.latent_steps, fmt(e2e, 0),
-      fmt(m.prefill_tokens_per_s), fmt(m.decode_tokens_per_s, 2), speed]) tr.append(el("td", v));
-    tb.append(tr);
-  }
-}
-
-// The table as the DOM shows it: [{mode, prompt_tokens, ...}] (strings as displayed).
-function readTable() {
-  return Array.from($("compare").tBodies[0].rows, (tr) =>
-    Object.fromEntries(COLS.map((c, i) => [c, tr.cells[i].textContent])));
 }
 
 async function run(modes) {
