@@ -99,7 +99,8 @@ export class Diagram {
       role: "img", "aria-label": `pattern ${pattern.name}` });
     const defs = svgEl("defs");
     for (const [id, color] of [["diagram-arrow", "#888"], ["diagram-arrow-hot", "#d97706"]]) {
-      const m = svgEl("marker", { id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7,
+      const m = svgEl("marker", { id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 11, markerHeight: 11,
+        markerUnits: "userSpaceOnUse", // the same head on a thin edge and on a thick, in-flight one
         orient: "auto-start-reverse" });
       m.append(svgEl("path", { d: "M0,0 L10,5 L0,10 z", fill: color }));
       defs.append(m);
