@@ -239,7 +239,7 @@ export class Diagram {
   end(outcome = "done") {
     if (!this.svg) return;
     this.#clearFlights();
-    this.svg.querySelector(".mode").textContent = `${this.mode}: ${outcome}`;
+    this.svg.querySelector(".mode").textContent = this.mode ? `${this.mode}: ${outcome}` : outcome; // failed early
   }
 
   #clearFlights() {
