@@ -2,8 +2,9 @@
 
 `make` rewrites it after each successful build (`update(out_root)`); `mlcbuild index DIR` writes it for a folder put
 together by hand or by the release. It lists the build folders directly under the root (those holding a
-manifest.json) and every recursivelink*.json in the root and in those folders. Every URL in it is relative to
-builds.json itself, so the same file works from a local folder, GitHub Pages or a Hugging Face repo's
+manifest.json) and every links file under the root (any *.json whose format is "recursivelink"; dot folders left
+out) with its pattern and its agents' hidden sizes, which the page's pattern picker shows. Every URL in it is relative
+to builds.json itself, so the same file works from a local folder, GitHub Pages or a Hugging Face repo's
 `resolve/main/`. No timestamps: the same folders give the same bytes.
 """
 
@@ -25,10 +26,29 @@ FORMAT = "mlcbuild-builds/1"
 MANIFEST = "manifest.json"
 
 
-def _links_names(folder: Path) -> list[str]:
-    """recursivelink*.json in `folder`, recursivelink.json first (the page's default)."""
-    names = [p.name for p in folder.glob("recursivelink*.json") if p.is_file()]
-    return sorted(names, key=lambda n: (n != "recursivelink.json", n))
+# a links file says so near its start ({"format": "recursivelink", ...} as train_links writes it), so the other
+# JSON files of a build (tokenizer.json can be megabytes) are sniffed, not parsed
+SNIFF = 65536
+
+
+def _maybe_links(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return b'"recursivelink"' in f.read(SNIFF)
+
+
+def _links_paths(root: Path) -> list[Path]:
+    """*.json files under `root` that may be links files: folder by folder (root first, then sorted subfolders),
+    recursivelink.json first in each (the page's default); dot folders and dot files (temp files) skipped."""
+    found = []
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        names = sorted((n for n in files if n.endswith(".json") and not n.startswith(".")),
+                       key=lambda n: (n != "recursivelink.json", n))
+        for n in names:
+            path = Path(here) / n
+            if path != root / INDEX and path.is_file() and _maybe_links(path):
+                found.append(path)
+    return found
 
 
 def _build_entry(folder: Path) -> dict | None:
@@ -86,14 +106,13 @@ def scan(root: Path) -> dict:
                      and (p / MANIFEST).is_file())
     builds = [b for b in (_build_entry(f) for f in folders) if b]
     links = []
-    for name in _links_names(root):
-        links.append(_links_entry(root / name, quote(name), builds))
+    for path in _links_paths(root):
+        entry = _links_entry(path, quote(path.relative_to(root).as_posix()), builds)
+        if entry:  # valid links files only
+            links.append(entry)
     for b in builds:
-        folder = root / b["name"]
-        mine = [_links_entry(folder / n, b["folder"] + quote(n), builds) for n in _links_names(folder)]
-        b["links"] = [x["file"] for x in mine if x]  # valid links files only, like the top-level list
-        links += mine
-    return {"format": FORMAT, "builds": builds, "links": [x for x in links if x]}
+        b["links"] = [x["file"] for x in links if x["file"].startswith(b["folder"])]
+    return {"format": FORMAT, "builds": builds, "links": links}
 
 
 @contextmanager

@@ -94,9 +94,76 @@ def test_playground_both_modes_match_python(system, artifacts):
         top = np.argsort(-cos)[:3]
         assert [t["id"] for t in h["nearest"]] == [ids[i] for i in top], h["edge"]
         assert np.allclose([t["cos"] for t in h["nearest"]], cos[top], atol=1e-3), h["edge"]
+    check_diagram(system, got, ref["latent"]["handoffs"])
     lat, txt = table["latent"], table["text"]
     print(f"playground: load {got['load_ms'] / 1000:.1f} s, latent {lat['e2e_ms']} ms, text {txt['e2e_ms']} ms, "
           f"speedup {lat['speedup']}, answers {got['latent']['answer']!r} / {got['text']['answer']!r}")
+
+
+def check_diagram(system, got, handoffs):
+    """The live pattern diagram as each mode left it (read from the page's SVG): one node per agent, one arrow per
+    edge (next-round ones dashed), round r / r, and every hand-off marked in flight from its source's block until its
+    destination prefilled it, landing in the order of Python's hand-offs (text messages travel the same edges in the
+    same order)."""
+    doc = json.loads(system["links_file"].read_text())
+    edges = [f"{e['src']}->{e['dst']}:{e['slot']}" for e in doc["pattern"]["edges"]]
+    for mode in ("latent", "text"):
+        dia = got[mode]["diagram"]
+        assert [(n["agent"], n["build"], n["d"], n["status"]) for n in dia["nodes"]] == [
+            (a["name"], d.name, a["hidden_size"], "done") for a, d in zip(doc["agents"], system["dirs"], strict=True)]
+        assert [(x["edge"], x["dashed"]) for x in dia["edges"]] == [
+            (k, e["next_round"]) for k, e in zip(edges, doc["pattern"]["edges"], strict=True)]
+        assert dia["round"] == f"round {ROUNDS} / {ROUNDS}" and dia["mode"] == f"{mode}: done", dia
+        assert dia["inflight"] == [], dia
+        flights = dia["flights"]
+        assert all(f["sent"] is not None and f["landed"] is not None and f["sent"] < f["landed"] for f in flights)
+        landed = sorted(flights, key=lambda f: f["landed"])
+        assert [(f["edge"], f["round"]) for f in landed] == [(h["edge"], h["round"]) for h in handoffs], mode
+        assert [x["carried"] for x in dia["edges"]] == [sum(f["edge"] == k for f in flights) for k in edges]
+        assert all(x["carried"] >= 1 for x in dia["edges"]), dia["edges"]
+
+
+def distillation_links(path):
+    """A 2-agent distillation links file for the tiny models (expert tiny-qwen3, learner tiny-llama), m=2, r=3."""
+    from builder.fetch import model_source
+    from train_links import format as fmt
+    from train_links.agents import make_agents
+    from train_links.patterns import distillation
+    from train_links.system import LinkSet
+
+    pattern = distillation()
+    agents = {a.name: a for a in make_agents(["tiny-qwen3", "tiny-llama"], pattern, resolve=model_source)}
+    return fmt.save(path, agents, pattern, LinkSet(agents, pattern, seed=0), m=2, rounds=3)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_pattern_picker_redraws_roles_and_diagram(system, artifacts):
+    """builds.json lists each links file as "pattern (agents)"; picking another one (a 2-agent file in a subfolder,
+    freely named) re-renders the roles with their builds, the agents table and the diagram; r set in the URL stays,
+    m follows the new file. Nothing is run."""
+    from builder.builds_index import update
+
+    (system["tmp"] / "more").mkdir(exist_ok=True)
+    distillation_links(system["tmp"] / "more" / "distill.json")
+    update(system["tmp"])
+    res = open_playground(system, artifacts, "playground-pick", timeout_s=180, auto="0", m="",
+                          pick="/dist/more/distill.json")
+    assert res["ok"], f"{res['error']}\n" + "\n".join(res["console"][-20:])
+    got = res["result"]
+    assert "sequential (planner d=64, critic d=64, solver d=64)" in got["choices"]
+    assert "distillation (expert d=64, learner d=64)" in got["choices"]
+    assert got["pattern"] == "distillation" and got["picked"] == got["links"] and got["links"].endswith(
+        "/dist/more/distill.json")
+    assert got["agents"] == ["expert", "learner"]
+    assert {k: v.rsplit("/dist/", 1)[1] for k, v in got["roles"].items()} == {
+        "expert": f"{system['dirs'][0].name}/", "learner": f"{system['dirs'][1].name}/"}
+    dia = got["diagram"]
+    assert [(n["agent"], n["build"], n["final"]) for n in dia["nodes"]] == [
+        ("expert", system["dirs"][0].name, False), ("learner", system["dirs"][1].name, True)]
+    assert [(x["edge"], x["label"], x["dashed"]) for x in dia["edges"]] == [
+        ("expert->learner:guidance", "guidance", False), ("learner->expert:attempt", "attempt (next round)", True)]
+    assert (got["rounds"], got["m"]) == (str(ROUNDS), "2")
 
 
 @pytest.mark.browser

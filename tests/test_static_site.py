@@ -118,6 +118,38 @@ def test_index_cli_and_odd_folders(tmp_path, cli):
     assert update(tmp_path).read_bytes() == (tmp_path / INDEX).read_bytes()  # no timestamps: same folders, same bytes
 
 
+def test_index_lists_links_files_by_content_not_name(tmp_path):
+    """Every links file under the root, whatever its name and folder depth, with its pattern and agents' hidden
+    sizes; other JSON files (a build's config, a file that only mentions the word) and dot folders are left out."""
+    build = tmp_path / "b-q0f32"
+    build.mkdir()
+    (build / "manifest.json").write_text(json.dumps({"name": "b", "quantization": "q0f32", "hidden_size": 64,
+                                                     "libs": {"webgpu": "b.wasm"}}))
+    (build / "mlc-chat-config.json").write_text(json.dumps({"hidden_size": 64}))
+
+    def links(path, pattern, dims):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        agents = [{"name": n, "model_id": "m", "hidden_size": d, "weights_sha256": ""} for n, d in dims.items()]
+        path.write_text(json.dumps({"format": "recursivelink", "pattern": {"name": pattern}, "rounds": 2,
+                                    "latent_steps": 4, "agents": agents, "links": []}))
+
+    links(tmp_path / "recursivelink.json", "sequential", {"planner": 64, "critic": 64, "solver": 64})
+    links(tmp_path / "distill.json", "distillation", {"expert": 128, "learner": 64})
+    links(build / "mine.json", "deliberation", {"toolcaller": 64, "reflector": 64})
+    links(tmp_path / "more" / "deep" / "mixture links.json", "mixture", {"expert1": 64, "summarizer": 64})
+    links(tmp_path / ".partial" / "recursivelink.json", "sequential", {"a": 1})
+    (tmp_path / "notes.json").write_text(json.dumps({"about": "recursivelink files"}))
+    doc = scan(tmp_path)
+    got = [(x["file"], x["pattern"], [(a["name"], a["hidden_size"]) for a in x["agents"]]) for x in doc["links"]]
+    assert got == [
+        ("recursivelink.json", "sequential", [("planner", 64), ("critic", 64), ("solver", 64)]),
+        ("distill.json", "distillation", [("expert", 128), ("learner", 64)]),
+        ("b-q0f32/mine.json", "deliberation", [("toolcaller", 64), ("reflector", 64)]),
+        ("more/deep/mixture%20links.json", "mixture", [("expert1", 64), ("summarizer", 64)]),
+    ]
+    assert doc["builds"][0]["links"] == ["b-q0f32/mine.json"]
+
+
 def test_workflows_bundle_like_the_test():
     """pages.yml and release.yml make the site with the command this file's fixture runs."""
     for name in ("pages.yml", "release.yml"):

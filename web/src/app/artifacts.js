@@ -85,3 +85,10 @@ export function describe(b) {
   const mb = b.sizes?.webgpu ? ` ${(b.sizes.webgpu / 1e6).toFixed(b.sizes.webgpu < 1e7 ? 1 : 0)} MB` : "";
   return `${b.name}${b.libs?.webgpu ? mb : " (no webgpu lib)"}`;
 }
+
+// A links file as the pattern picker shows it: "pattern (agent d=.., ...)"; its file name when the index (a generated
+// index.json) does not say.
+export function linksLabel(l) {
+  if (!l.pattern) return decodeURIComponent(new URL(l.url).pathname.split("/").pop());
+  return `${l.pattern} (${(l.agents ?? []).map((a) => `${a.name} d=${a.hidden_size}`).join(", ")})`;
+}

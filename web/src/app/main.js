@@ -1,10 +1,11 @@
-// The playground page (web/index.html): pick builds and a links file, run the RecursiveMAS loop latent / text / both,
-// show agent status, latent hand-offs (with a nearest-token peek), the answers and a latent-vs-text table.
+// The playground page (web/index.html): pick a links file (its pattern) and a build per role, run the RecursiveMAS
+// loop latent / text / both, draw the pattern as it runs (diagram.js), show agent status, latent hand-offs (with a
+// nearest-token peek), the answers and a latent-vs-text table.
 // Artifacts come from a base URL (?artifacts=, artifacts.js) that may be another origin; build and links URLs are
 // relative to it. URL params (?auto=1&builds=..&links=..&r=..&m=..&max=..&q=..&mode=both) run without clicks and
 // publish window.__mlcbuildResult (or window.__mlcbuildError plus a result carrying the #error text) for tests; the
 // buttons publish the same way, ?auto=load only loads (and caches) the models, and ?click=<button id> (without auto)
-// presses one after the page is set up.
+// presses one after the page is set up; ?pick=<links URL> chooses that links file in the pattern picker instead.
 import { loadSystem, runLatent, runText } from "../mas/loop.js";
 import { loadLinks } from "../mas/links.js";
 import { fetchJSON } from "../runtime/fetching.js";
@@ -12,10 +13,11 @@ import { LinkMismatchError } from "../runtime/errors.js";
 import { detectGPU } from "../runtime/model.js";
 import { clearArtifactCache } from "../runtime/cache.js";
 import { explain } from "./messages.js";
-import { meanRowNorm, nearest, MAX_IDS } from "./peek.js";
-import { artifactsBase, defaultLinks, describe, guessBuild, loadIndex } from "./artifacts.js";
+import { $, el } from "./dom.js";
+import { readTable, showAnswer, showHandoffs, showTable } from "./results.js";
+import { artifactsBase, defaultLinks, describe, guessBuild, linksLabel, loadIndex } from "./artifacts.js";
+import { Diagram } from "./diagram.js";
 
-const $ = (id) => document.getElementById(id);
 const q = new URLSearchParams(location.search);
 const base = artifactsBase(q);
 const at = (u) => new URL(u, base).href; // a typed or preset build / links URL, relative to the artifacts base
@@ -24,13 +26,7 @@ let pattern = null; // {agents: [...], links file meta}
 let system = null; // loaded system, keyed by systemKey
 let systemKey = null;
 let busy = false;
-
-function el(tag, text, attrs = {}) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  Object.assign(e, attrs);
-  return e;
-}
+const diagram = new Diagram($("diagram"));
 
 function showError(e) {
   const x = explain(e);
@@ -62,6 +58,21 @@ async function showIndex() {
   const dl = el("datalist", null, { id: "build-list" });
   for (const b of index.builds) dl.append(el("option", null, { value: b.url, label: `${b.model} ${b.quantization}` }));
   document.body.append(dl);
+  const labels = index.links.map(linksLabel);
+  const pick = $("links-pick");
+  pick.replaceChildren(el("option", index.links.length ? "(the URL below)" : "(none listed: type a URL below)",
+    { value: "" }));
+  index.links.forEach((l, i) => {
+    // two files with the same pattern and agents: tell them apart by file
+    const twin = labels.filter((x) => x === labels[i]).length > 1;
+    pick.append(el("option", twin ? `${labels[i]}: ${l.file ?? l.url}` : labels[i], { value: l.url }));
+  });
+}
+
+// The picker shows the links file in the URL field when the index lists it.
+function syncPicker(url) {
+  const pick = $("links-pick");
+  pick.value = [...pick.options].some((o) => o.value === url) ? url : "";
 }
 
 async function loadPattern(preset = []) {
@@ -69,14 +80,22 @@ async function loadPattern(preset = []) {
   if (!url) throw new Error("no recursivelink.json URL: type one in the links field");
   const ls = await loadLinks(at(url));
   pattern = { agents: ls.pattern.agents, rounds: ls.rounds, m: ls.m, name: ls.pattern.name, url, links: ls };
-  if (!$("rounds").value) $("rounds").value = ls.rounds;
-  if (!$("m").value) $("m").value = ls.m;
+  syncPicker(at(url));
+  // r and m follow the links file unless the user (or the URL) set them
+  for (const [id, key] of [["rounds", "rounds"], ["m", "m"]]) {
+    if ($(id).value && !$(id).dataset.fromLinks) continue;
+    $(id).value = ls[key];
+    $(id).dataset.fromLinks = "1";
+  }
   const box = $("roles");
   box.replaceChildren(el("div", `pattern ${ls.pattern.name}: assign a build to each role`));
+  const roles = {};
   ls.pattern.agents.forEach((name, i) => {
     const guess = preset[i] ?? guessBuild(index, at(url), name, ls.agents[name]);
+    roles[name] = { build: guess, d: ls.agents[name].hidden_size };
     const input = el("input", null, { id: `role-${name}`, value: guess });
     input.setAttribute("list", "build-list");
+    input.addEventListener("input", () => diagram.setBuild(name, input.value));
     const lab = el("label", `${name} (d=${ls.agents[name].hidden_size}) `);
     lab.append(input);
     box.append(el("div"), lab);
@@ -88,6 +107,15 @@ async function loadPattern(preset = []) {
     tr.append(el("td", name), el("td", ""), el("td", "idle"));
     tb.append(tr);
   }
+  diagram.draw(ls.pattern, roles);
+}
+
+// What the page shows for the loaded pattern (published after Load pattern or a pick, for tests).
+function patternState() {
+  return { pattern: pattern.name, links: at(pattern.url), picked: $("links-pick").value,
+    roles: Object.fromEntries(pattern.agents.map((n) => [n, $(`role-${n}`).value])),
+    agents: Array.from($("agents").tBodies[0].rows, (tr) => tr.cells[0].textContent), diagram: diagram.read(),
+    choices: Array.from($("links-pick").options, (o) => o.textContent), rounds: $("rounds").value, m: $("m").value };
 }
 
 function setStatus(name, status, build) {
@@ -95,6 +123,7 @@ function setStatus(name, status, build) {
   if (!tr) return;
   if (build !== undefined) tr.cells[1].textContent = build;
   tr.cells[2].textContent = status;
+  diagram.setStatus(name, status);
 }
 
 // Report what each agent is doing as it calls its own sequence (KV cache) on the shared model.
@@ -131,7 +160,8 @@ function readOpts() {
 }
 
 async function ensureSystem() {
-  if (!pattern) await loadPattern();
+  // the page runs the pattern it shows: a links URL typed since the last load is loaded (and drawn) first
+  if (!pattern || pattern.url !== $("links-url").value.trim()) await loadPattern();
   await detectGPU(); // before any download: without WebGPU nothing below can run
   const typed = pattern.agents.map((n) => $(`role-${n}`).value.trim());
   const missing = pattern.agents.filter((n, i) => !typed[i]);
@@ -146,8 +176,7 @@ async function ensureSystem() {
   const nModels = unique.length;
   // Cheap checks first (links vs the builds' dims), then Model.load checks every weight shard's sha256 against
   // manifest.json (cache.js fills tvmjs' Cache API scope with verified bytes only) and loads from that cache.
-  // the links file was read when the pattern was set up (a 37 MB file for SmolLM2's three agents: read it once)
-  const links = pattern.url === linksUrl ? pattern.links : await loadLinks(at(linksUrl));
+  const links = pattern.links; // read when the pattern was set up (37 MB for SmolLM2's three agents: read it once)
   if (urls.length !== links.pattern.agents.length) {
     throw new LinkMismatchError(`pattern ${links.pattern.name} has ${links.pattern.agents.length} agents, got ` +
       `${urls.length} build(s)`, "pass one build folder per agent, in order");
@@ -190,73 +219,6 @@ async function ensureSystem() {
   return system;
 }
 
-const fmt = (v, d = 1) => (v === null || v === undefined || Number.isNaN(v) ? "-" : Number(v).toFixed(d));
-
-async function showHandoffs(sys, res) {
-  const tb = $("handoffs").tBodies[0];
-  tb.replaceChildren();
-  const out = [];
-  let note = null;
-  for (const h of res.handoffs) {
-    const dst = h.edge.split("->")[1].split(":")[0];
-    const agent = sys.agents[dst];
-    const model = agent.model;
-    const pk = await nearest(model, h.block.data.subarray(0, h.block.dim), 3);
-    note = pk;
-    const toks = pk.best.map((b) => ({ id: b.id, text: agent.codec.decode([b.id], { skipSpecialTokens: false }),
-      cos: b.cos }));
-    const row = { edge: h.edge, round: h.round, rows: h.block.rows, dim: h.block.dim,
-      mean_row_norm: meanRowNorm(h.block), nearest: toks };
-    out.push(row);
-    const tr = el("tr");
-    tr.append(el("td", h.edge), el("td", h.round), el("td", h.block.rows), el("td", fmt(row.mean_row_norm, 3)),
-      el("td", toks.map((t) => `${JSON.stringify(t.text)} (${fmt(t.cos, 3)})`).join(", ")));
-    tb.append(tr);
-  }
-  $("peek-note").textContent = note ? (note.sampled
-    ? `Nearest tokens by cosine among ${note.size} evenly sampled token ids of ${note.vocab} (embedding the full ` +
-      `vocabulary with the model's embed is too costly here; at most ${MAX_IDS}).`
-    : `Nearest tokens by cosine over the full vocabulary (${note.vocab} ids), using the model's embed.`) : "";
-  return out;
-}
-
-function showAnswer(mode, answer) {
-  let d = $(`answer-${mode}`);
-  if (!d) {
-    const box = el("div");
-    d = el("div", "", { id: `answer-${mode}`, className: "answer" });
-    box.append(el("h3", mode), d);
-    $("answers").append(box);
-  }
-  d.textContent = answer;
-}
-
-const COLS = ["mode", "prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps", "e2e_ms", "prefill_tok_s",
-  "decode_tok_s", "speedup"];
-
-function showTable(results) {
-  const tb = $("compare").tBodies[0];
-  tb.replaceChildren();
-  const text = results.text?.metrics;
-  for (const mode of ["latent", "text"]) {
-    const r = results[mode];
-    if (!r) continue;
-    const m = r.metrics;
-    const e2e = m.e2e_latency_s * 1000;
-    const speed = text && mode === "latent" ? `${fmt(text.e2e_latency_s * 1000 / e2e, 2)}x` : mode === "text" ? "1.00x" : "-";
-    const tr = el("tr", null, { id: `row-${mode}` });
-    for (const v of [mode, m.prompt_tokens, m.reused_tokens, m.generated_tokens, m.latent_steps, fmt(e2e, 0),
-      fmt(m.prefill_tokens_per_s), fmt(m.decode_tokens_per_s, 2), speed]) tr.append(el("td", v));
-    tb.append(tr);
-  }
-}
-
-// The table as the DOM shows it: [{mode, prompt_tokens, ...}] (strings as displayed).
-function readTable() {
-  return Array.from($("compare").tBodies[0].rows, (tr) =>
-    Object.fromEntries(COLS.map((c, i) => [c, tr.cells[i].textContent])));
-}
-
 async function run(modes) {
   if (busy) return null;
   busy = true;
@@ -268,11 +230,16 @@ async function run(modes) {
     const opts = readOpts();
     const question = $("question").value;
     $("answers").replaceChildren();
+    const drawn = {}; // the diagram as each mode left it
     for (const mode of modes) {
       progress(null, `running ${mode}...`);
+      diagram.begin(mode);
       for (const n of Object.keys(sys.agents)) setStatus(n, "waiting");
-      const res = await (mode === "latent" ? runLatent : runText)(sys.agents, sys.links, sys.pattern, question, opts);
+      const res = await (mode === "latent" ? runLatent : runText)(sys.agents, sys.links, sys.pattern, question,
+        { ...opts, onEvent: (ev) => diagram.event(ev) });
       sys.finish();
+      diagram.end();
+      drawn[mode] = diagram.read();
       results[mode] = res;
       showAnswer(mode, res.answer);
       showTable(results);
@@ -282,7 +249,8 @@ async function run(modes) {
       load_times: sys.models.map((m) => m.loadTimes) };
     for (const [mode, res] of Object.entries(results)) {
       out[mode] = { answer: res.answer, answer_ids: res.answer_ids,
-        metrics: Object.fromEntries(Object.entries(res.metrics).filter(([k]) => k !== "stages")) };
+        metrics: Object.fromEntries(Object.entries(res.metrics).filter(([k]) => k !== "stages")),
+        diagram: drawn[mode] };
     }
     if (results.latent) {
       progress(null, "peeking at the hand-offs...");
@@ -292,6 +260,9 @@ async function run(modes) {
     out.table = readTable();
     out.answers = Object.fromEntries(modes.map((m) => [m, $(`answer-${m}`).textContent]));
     return out;
+  } catch (e) {
+    diagram.end("failed");
+    throw e;
   } finally {
     busy = false;
     for (const b of document.querySelectorAll("button")) b.disabled = false;
@@ -307,7 +278,18 @@ function bind() {
       publishError(e);
     }
   };
-  $("load-links").onclick = guard(() => { system = null; return loadPattern(); });
+  const reload = async () => {
+    system = null;
+    await loadPattern();
+    return patternState();
+  };
+  $("load-links").onclick = guard(reload);
+  for (const id of ["rounds", "m"]) $(id).addEventListener("input", () => delete $(id).dataset.fromLinks);
+  $("links-pick").onchange = guard(async () => {
+    if (!$("links-pick").value) return null; // "(the URL below)": nothing to change
+    $("links-url").value = $("links-pick").value;
+    return reload();
+  });
   $("run-latent").onclick = guard(() => run(["latent"]));
   $("run-text").onclick = guard(() => run(["text"]));
   $("run-both").onclick = guard(() => run(["latent", "text"]));
@@ -355,7 +337,7 @@ async function main() {
 function publishError(e) {
   const x = showError(e);
   for (const tr of $("agents").tBodies[0].rows) {
-    if (!["done", "idle"].includes(tr.cells[2].textContent)) tr.cells[2].textContent = "failed";
+    if (!["done", "idle"].includes(tr.cells[2].textContent)) setStatus(tr.cells[0].textContent, "failed");
   }
   progress(null, "failed");
   window.__mlcbuildResult = { error: { name: e?.name, message: e?.message, shown: $("error").textContent, ...x },
@@ -366,4 +348,10 @@ function publishError(e) {
 main().then((r) => {
   if (r) window.__mlcbuildResult = r;
   else if (q.get("click")) $(q.get("click"))?.click();  // ?click=run-latent: drive a button as a person would
-}, publishError);
+  else if (q.get("pick")) { // ?pick=<links URL>: choose it in the pattern picker as a person would
+    const pick = $("links-pick");
+    pick.value = at(q.get("pick"));
+    if (!pick.value) throw new Error(`the pattern picker does not list ${at(q.get("pick"))}`);
+    pick.dispatchEvent(new Event("change"));
+  }
+}).catch(publishError);

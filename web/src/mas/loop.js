@@ -147,12 +147,13 @@ async function prefillHidden(agent, question, emb, reuse, mt, round) {
   return h.subarray((rows.rows - 1) * agent.d);
 }
 
-async function decodeText(agent, question, emb, reuse, maxNew, mt, round) {
+async function decodeText(agent, question, emb, reuse, maxNew, mt, round, onPrefilled = () => {}) {
   const seq = agent.seq;
   let t0 = now();
   const rows = feed(agent, question, emb, reuse, mt);
   let logits = await seq.prefill(rows.data);
   mt.stage(agent.name, round, "prefill", t0, { tokens: rows.rows, reused: emb.rows - rows.rows });
+  onPrefilled();
   t0 = now();
   const ids = [];
   for (let i = 0; i < maxNew; i++) {
@@ -186,19 +187,26 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
   if (mode === "latent" && !links) throw new Error("latent mode needs the links");
   const mt = new Metrics();
   for (const a of Object.values(agents)) a.cachedQuestion = null; // every run starts cold: latent vs text is fair
+  // opts.onEvent sees the loop as it goes (the playground's diagram): {type: "round", round, rounds}; "send" when a
+  // source's block (or message) for an edge is ready; "land" once the destination has prefilled it
+  const emit = opts.onEvent ?? (() => {});
   const handoffs = [];
   const tStart = now();
   let prev = {};
   let answer = null;
   let answerIds = null;
   for (let r = 0; r < rounds; r++) {
+    emit({ type: "round", round: r, rounds });
     const cur = {};
     for (const name of pattern.order()) {
       const agent = agents[name];
       const slots = {};
+      const landing = [];
+      const landed = () => { for (const edge of landing) emit({ type: "land", edge, round: r }); };
       for (const e of pattern.incoming(name)) {
         const src = e.next_round ? prev[e.src] : cur[e.src];
         if (src === undefined || src === null) continue;
+        landing.push(e.key);
         let val = src;
         if (mode === "latent") {
           const link = links.get(e.key);
@@ -210,11 +218,13 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
       }
       const emb = await agent.prompt(question, slots);
       if (r === rounds - 1 && name === pattern.final) {
-        ({ text: answer, ids: answerIds } = await decodeText(agent, question, emb, reuse, maxNewTokens, mt, r));
+        ({ text: answer, ids: answerIds } = await decodeText(agent, question, emb, reuse, maxNewTokens, mt, r,
+          landed));
         break;
       }
       if (mode === "latent") {
         let h = await prefillHidden(agent, question, emb, reuse, mt, r);
+        landed();
         const inner = links.inner(name);
         const t0 = now();
         const block = [];
@@ -226,7 +236,14 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
         mt.stage(name, r, "latent", t0, { steps: m });
         cur[name] = new Block(concat(block), m, agent.d);
       } else {
-        cur[name] = (await decodeText(agent, question, emb, reuse, opts.textTokens || TEXT_TOKENS, mt, r)).text;
+        cur[name] = (await decodeText(agent, question, emb, reuse, opts.textTokens || TEXT_TOKENS, mt, r,
+          landed)).text;
+      }
+      // only edges someone will read: a next-round edge out of the last round carries nothing
+      for (const e of pattern.edges) {
+        if (e.src === name && (!e.next_round || r + 1 < rounds)) {
+          emit({ type: "send", edge: e.key, round: e.next_round ? r + 1 : r });
+        }
       }
     }
     prev = cur;
@@ -235,7 +252,7 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
   return { mode, answer, answer_ids: answerIds, metrics: mt.toJSON(), handoffs };
 }
 
-// Latent hand-offs; opts: {rounds, m, maxNewTokens, reuseKV} (rounds and m default to the links file's).
+// Latent hand-offs; opts: {rounds, m, maxNewTokens, reuseKV, onEvent} (rounds and m default to the links file's).
 export function runLatent(agents, links, pattern, question, opts = {}) {
   return run("latent", agents, links, pattern, question, opts);
 }
