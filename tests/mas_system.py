@@ -11,15 +11,16 @@ AGENTS = ["tiny-qwen3", "tiny-llama", "tiny-qwen3"]  # planner, critic, solver (
 QUESTION = "Tom has 3 boxes of 4 apples. How many apples does he have?"
 
 
-def tiny_links(m: int, rounds: int):
-    """PyTorch agents of the sequential pattern and links perturbed away from their near-identity init."""
+def tiny_links(m: int, rounds: int, pattern=None, specs=AGENTS):
+    """PyTorch agents (one model spec per role; default the sequential pattern over AGENTS) and links perturbed away
+    from their near-identity init."""
     from builder.fetch import model_source
     from train_links.agents import make_agents
     from train_links.patterns import sequential
     from train_links.system import LinkSet
 
-    pattern = sequential()
-    agents = {a.name: a for a in make_agents(AGENTS, pattern, resolve=model_source)}
+    pattern = pattern or sequential()
+    agents = {a.name: a for a in make_agents(specs, pattern, resolve=model_source)}
     links = LinkSet(agents, pattern, seed=0)
     with torch.no_grad():
         g = torch.Generator().manual_seed(1)

@@ -6,16 +6,12 @@ order, hand-off cosine >= 0.9999 at every row, the same answer text. Two rounds,
 
 import numpy as np
 import pytest
-import torch
-from mas_system import QUESTION, run_latent_page
+from mas_system import QUESTION, run_latent_page, tiny_links
 
-from builder.fetch import model_source
 from builder.make import make
 from builder.run.latent import LatentMAS
 from train_links import format as fmt
-from train_links.agents import make_agents
 from train_links.patterns import get_pattern
-from train_links.system import LinkSet
 
 MODELS = ("tiny-llama-bpe", "tiny-qwen3")  # alternated over each pattern's roles
 ROUNDS, M, MAX_NEW = 2, 2, 4
@@ -31,12 +27,7 @@ def _links(tmp, name: str, n_agents: int):
     """Random links for `name` with the agents alternating over MODELS (perturbed from their init)."""
     pattern = get_pattern(name, n_agents)
     specs = [MODELS[i % 2] for i in range(len(pattern.agents))]
-    agents = {a.name: a for a in make_agents(specs, pattern, resolve=model_source)}
-    links = LinkSet(agents, pattern, seed=0)
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(1)
-        for p in links.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    agents, links, _ = tiny_links(M, ROUNDS, pattern, specs)
     path = fmt.save(tmp / f"patterns-{name}.json", agents, pattern, links, m=M, rounds=ROUNDS)
     return path, specs
 
