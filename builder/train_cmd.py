@@ -25,12 +25,20 @@ from train_links.patterns import PATTERNS
               help="Teacher-forced outer steps (senders' hidden states over the ground-truth text of their turns).")
 @click.option("--rollout-steps", type=int, default=Config.rollout_steps, show_default=True,
               help="Then outer steps through the exact inference computation (latent rollouts; slower).")
+@click.option("--answer-target", type=click.Choice(["answer", "worked"]), default=Config.answer_target,
+              show_default=True, help="The final agent's training text: the bare answer, or the refined plan's "
+              "computation then 'The answer is X.'")
+@click.option("--max-new-tokens", "max_new", type=int, default=Config.max_new, show_default=True,
+              help="Answer tokens generated when the links are scored (--val-rows, --eval).")
 @click.option("--batch", type=int, default=Config.batch, show_default=True, help="Rows per outer step (global, "
               "split over torchrun ranks).")
 @click.option("--lr", type=float, default=Config.lr, show_default=True, help="Outer-loop learning rate.")
 @click.option("--inner-lr", type=float, default=Config.inner_lr, show_default=True)
 @click.option("--init", type=click.Choice(["ridge", "random"]), default=Config.init, show_default=True,
               help="Outer links' start: closed-form ridge regression between paired states, or random.")
+@click.option("--init-from", type=click.Path(dir_okay=False), default=None,
+              help="Start from this recursivelink.json (same agents, pattern and widths): its inner links are kept "
+              "and its outer links train on.")
 @click.option("--pair-rows", type=int, default=Config.pair_rows, show_default=True,
               help="Training rows whose assistant turns give the inner pairs and the ridge fit.")
 @click.option("--inner-width", type=int, default=None, help="Inner links' MLP width (default: the hidden size).")
@@ -57,10 +65,10 @@ from train_links.patterns import PATTERNS
 @click.option("--eval-rows", type=int, default=Config.eval_rows, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def train_links_cmd(agents, pattern, data, rounds, latent_steps, out, inner_steps, outer_steps, rollout_steps, batch,
-                    lr, inner_lr, init, pair_rows, inner_width, outer_width, warmup, dtype, link_dtype, seed,
-                    checkpoint, checkpoint_every, val_rows, select_every, resume, stop_after, do_eval, eval_rows, quiet,
-                    as_json):
+def train_links_cmd(agents, pattern, data, rounds, latent_steps, out, inner_steps, outer_steps, rollout_steps,
+                    answer_target, max_new, batch, lr, inner_lr, init, init_from, pair_rows, inner_width, outer_width,
+                    warmup, dtype, link_dtype, seed, checkpoint, checkpoint_every, val_rows, select_every, resume,
+                    stop_after, do_eval, eval_rows, quiet, as_json):
     """Train RecursiveLinks (inner + outer) for frozen agents and write recursivelink.json.
 
     Runs unchanged under `torchrun --nproc-per-node N` (data parallel: gloo on CPUs, nccl on GPUs)."""
@@ -71,7 +79,8 @@ def train_links_cmd(agents, pattern, data, rounds, latent_steps, out, inner_step
 
     cfg = Config(agents=[a.strip() for a in agents.split(",") if a.strip()], pattern=pattern, data=data,
                  rounds=rounds, latent_steps=latent_steps, out=out, inner_steps=inner_steps, outer_steps=outer_steps,
-                 rollout_steps=rollout_steps, batch=batch, lr=lr, inner_lr=inner_lr, init=init, pair_rows=pair_rows,
+                 rollout_steps=rollout_steps, answer_target=answer_target, max_new=max_new, batch=batch, lr=lr,
+                 inner_lr=inner_lr, init=init, init_from=init_from, pair_rows=pair_rows,
                  inner_width=inner_width, outer_width=outer_width, warmup=warmup, dtype=dtype, link_dtype=link_dtype,
                  seed=seed, checkpoint=checkpoint, checkpoint_every=max(1, checkpoint_every), resume=resume,
                  stop_after=stop_after, val_rows=val_rows, select_every=max(1, select_every), eval=do_eval,

@@ -56,7 +56,7 @@ def _finished_steps(out: Path) -> set[str]:
     return done
 
 
-KILLS = 10
+KILLS = 5  # each kill costs about one build and a half; 5 still land in both compiles (seed 14)
 
 
 def _strays(out: Path, wait_s: float = 10) -> list[str]:
@@ -75,7 +75,7 @@ def _strays(out: Path, wait_s: float = 10) -> list[str]:
 
 @pytest.mark.slow
 def test_make_killed_at_random_points_resumes_with_the_finished_steps(tmp_path):
-    """SIGKILL at 10 random moments (every other one of the parent alone, its compile child then dies with it;
+    """SIGKILL at 5 random moments (every other one of the parent alone, its compile child then dies with it;
     the others of the whole process group). Each rerun completes, reuses exactly the steps the killed run had
     finished (and says so), leaves no temp folder and no process behind, and writes the uninterrupted manifest,
     whose sha256 of every file is the reference build's, also for the two reruns with another compile beside them."""
@@ -112,7 +112,7 @@ def test_make_killed_at_random_points_resumes_with_the_finished_steps(tmp_path):
         finished = _finished_steps(out)
         t1 = time.time()
         beside = None
-        if i in (3, 6):  # another compile on the same cores: the bytes must not depend on load or timing
+        if i in (1, 3):  # another compile on the same cores: the bytes must not depend on load or timing
             beside = subprocess.Popen([mlcbuild_script(), "make", "tiny-llama3", "--quant", "q0f32", "--quiet",
                                        "--out", str(tmp_path / f"beside{i}")], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)

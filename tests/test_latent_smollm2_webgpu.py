@@ -29,7 +29,7 @@ def smollm2_system(tmp_path_factory, webgpu_dist):
 
 
 @pytest.mark.browser
-@pytest.mark.slow
+@pytest.mark.nightly  # ~250 s on SwiftShader: .github/workflows/nightly.yml runs it
 def test_smollm2_latent_loop_in_browser_matches_python(smollm2_system):
     s = smollm2_system
     art = Path(__file__).resolve().parent / "artifacts" / "test_latent_smollm2_webgpu"

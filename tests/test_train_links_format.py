@@ -266,3 +266,41 @@ def test_cli_bad_input_is_one_line(tmp_path):
                         "--data", str(bad)], capture_output=True, text=True, cwd=repo, timeout=120)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith(f"mlcbuild: error: {bad}:2: 'question' must be a string")
+
+
+def test_worked_targets_end_on_the_answer(rows):
+    """--answer-target worked: every built-in training row's worked text is the refined plan's computation and is
+    scored right by the same rule as the answers (the last number, or the whole words)."""
+    from train_links.data import exact_match, with_targets
+
+    train = with_targets(rows[0], "worked")
+    for r in train:
+        assert r["target"] != r["answer"] and r["refined_plan"].endswith(r["target"].split(" The answer is ")[0])
+        assert exact_match(r["target"], r["answer"]), r
+    assert with_targets(rows[0], "answer") == rows[0]
+    assert with_targets([{"question": "q", "answer": "7"}], "worked")[0]["target"] == "7"  # no plan: the answer
+
+
+def test_cli_init_from_keeps_inner_links_and_trains_the_outer(tmp_path):
+    from click.testing import CliRunner
+
+    from builder.train_cmd import train_links_cmd
+
+    base = ["--agents", "tiny-qwen3,tiny-qwen3,tiny-qwen3", "--rounds", "1", "--latent-steps", "2", "--batch", "2",
+            "--quiet"]
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    r = CliRunner().invoke(train_links_cmd, [*base, "--inner-steps", "5", "--outer-steps", "2", "--pair-rows", "16",
+                                             "--out", str(a)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(train_links_cmd, [*base, "--outer-steps", "0", "--rollout-steps", "3", "--lr", "1e-2",
+                                             "--answer-target", "worked", "--init-from", str(a), "--out", str(b)])
+    assert r.exit_code == 0 and f"started from {a}" in r.output, r.output
+    la, lb = fmt.load(a), fmt.load(b)
+    assert lb.meta["training"]["answer_target"] == "worked" and lb.meta["training"]["init_from"] == str(a)
+    for name in la.tensors:
+        same = all(torch.equal(la.tensors[name][k], lb.tensors[name][k]) for k in la.tensors[name])
+        unused = name.startswith("inner:") or name == "solver->planner:feedback"  # feedback needs a 2nd round
+        assert same == unused, name  # inner links kept, every outer link the run uses trained
+    r = CliRunner().invoke(train_links_cmd, [*base, "--outer-steps", "1", "--inner-width", "32", "--init-from",
+                                             str(a), "--out", str(tmp_path / "c.json")])
+    assert r.exit_code == 1 and "its link widths differ" in r.output and "--inner-width" in r.output, r.output

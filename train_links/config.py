@@ -14,10 +14,13 @@ class Config:
     inner_steps: int = 600
     outer_steps: int = 300  # teacher-forced steps
     rollout_steps: int = 0  # then steps through the exact inference computation
+    answer_target: str = "answer"  # the final agent's training text: "answer" or "worked" (data.worked_answer)
+    max_new: int = 24  # answer tokens generated when the links are scored (validation, --eval)
     batch: int = 8
     lr: float = 1e-4
     inner_lr: float = 1e-3
     init: str = "ridge"  # outer links: "ridge" (closed form) or "random"
+    init_from: str | None = None  # start from this links file (same agents, pattern, widths): no inner stage
     pair_rows: int = 600  # rows whose assistant turns give the inner pairs and the ridge fit
     inner_width: int | None = None  # default d
     outer_width: int | None = None  # default 2 * d_target

@@ -39,14 +39,18 @@ def _check(cfg: Config):
         raise MlcbuildError(f"--dtype {cfg.dtype} is not supported", "use f32 or bf16")
     if cfg.link_dtype not in fmt.DTYPES:
         raise MlcbuildError(f"--link-dtype {cfg.link_dtype} is not supported", "use f32 or f16")
+    if cfg.answer_target not in data_mod.TARGETS:
+        raise MlcbuildError(f"--answer-target {cfg.answer_target} is not supported", "use answer or worked")
     if cfg.init not in ("ridge", "random"):
         raise MlcbuildError(f"--init {cfg.init} is not supported", "use ridge or random")
 
 
 def load_rows(cfg: Config) -> tuple[list[dict], list[dict]]:
     if cfg.data:
-        return data_mod.split(data_mod.load_jsonl(cfg.data), cfg.held_out, cfg.seed)
-    return data_mod.builtin()
+        train, held = data_mod.split(data_mod.load_jsonl(cfg.data), cfg.held_out, cfg.seed)
+    else:
+        train, held = data_mod.builtin()
+    return data_mod.with_targets(train, cfg.answer_target), held
 
 
 def _inner_stage(cfg, agents, links, train_rows, eval_rows, echo) -> dict:
@@ -74,13 +78,27 @@ def _inner_stage(cfg, agents, links, train_rows, eval_rows, echo) -> dict:
     return summary
 
 
+def _load_start(path, agents, pattern, links) -> None:
+    """Copy a links file's tensors into `links`; it must be for the same pattern, agents and link widths."""
+    lf = fmt.load(path, {n: a.d for n, a in agents.items()})
+    if lf.pattern.to_json() != pattern.to_json():
+        raise MlcbuildError(f"--init-from {path}: pattern {lf.pattern.name} with agents {lf.pattern.agents} is not "
+                            f"this run's ({pattern.name}, {pattern.agents})", "train with the file's --pattern")
+    try:
+        lf.load_into(links)
+    except RuntimeError as e:
+        raise MlcbuildError(f"--init-from {path}: its link widths differ from this run's "
+                            f"({str(e).splitlines()[-1].strip()[:100]})",
+                            "pass the --inner-width and --outer-width the file was trained with") from None
+
+
 def _select(trainer, links, agents, pattern, rows, cfg, echo) -> None:
     """Score the current links on the validation rows (latent MAS exact match, the inference computation) and
     keep them in the checkpoint's extra if they are the best so far: more outer steps lower the answer CE but
     can lower the accuracy (measured on SmolLM2-135M), so the kept links are the best scored, not the last."""
     from .evaluate import latent_accuracy
 
-    acc = latent_accuracy(agents, pattern, links, rows, cfg.rounds, cfg.latent_steps)
+    acc = latent_accuracy(agents, pattern, links, rows, cfg.rounds, cfg.latent_steps, cfg.max_new)
     best = trainer.extra.get("best")
     trainer.extra.setdefault("validation", []).append([trainer.step, acc])
     if best is None or acc > best["accuracy"]:
@@ -117,6 +135,13 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
         untrained = copy.deepcopy(links)
         untrained.load_state_dict(trainer.extra["init"])
         echo(f"resumed from {ckpt} at outer step {trainer.step}/{trainer.steps}")
+    elif cfg.init_from:
+        _load_start(cfg.init_from, agents, pattern, links)
+        summary["inner"] = {}
+        untrained = copy.deepcopy(links)  # "untrained" = the file started from
+        trainer.extra.update(inner={}, init=untrained.state_dict(), init_from=str(cfg.init_from))
+        trainer.save()
+        echo(f"started from {cfg.init_from} (its inner links are kept; outer links train on)")
     else:
         summary["inner"] = _inner_stage(cfg, agents, links, train_rows, eval_rows, echo)
         untrained = copy.deepcopy(links)  # the closed-form start: reported next to the trained links
@@ -153,7 +178,10 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
     training = {"data": cfg.data or "builtin", "data_sha256": data_mod.rows_hash(train_rows),
                 "train_rows": len(train_rows), "heldout_rows": len(held), "inner_steps": cfg.inner_steps,
                 "outer_steps": cfg.outer_steps, "rollout_steps": cfg.rollout_steps, "batch": cfg.batch,
-                "lr": cfg.lr, "init": cfg.init, "pair_rows": cfg.pair_rows, "seed": cfg.seed, "dtype": cfg.dtype,
+                "answer_target": cfg.answer_target,
+                "lr": cfg.lr, "init": cfg.init,
+                "init_from": trainer.extra.get("init_from"), "pair_rows": cfg.pair_rows, "seed": cfg.seed,
+                "dtype": cfg.dtype,
                 "ranks": dist.world(), "outer_steps_done": trainer.step, "val_rows": len(val_rows),
                 "validation": trainer.extra.get("validation", []),
                 "selected_step": trainer.extra.get("best", {}).get("step"),
@@ -169,6 +197,6 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
             raise MlcbuildError("--eval needs held-out rows", "use more rows in --data or a larger --held-out")
         with bar(4 * len(eval_rows), "eval", cfg.progress, unit="row") as b:
             summary["eval"] = evaluate(agents, pattern, eval_rows, cfg.rounds, cfg.latent_steps, untrained, links,
-                                       progress=b)
+                                       max_new=cfg.max_new, progress=b)
     dist.barrier()
     return summary

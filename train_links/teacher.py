@@ -45,9 +45,9 @@ def _slots(pattern: Pattern, links, name: str, prev: dict, cur: dict, i: int) ->
 
 
 def answer_losses(agent: Agent, prompts: list[torch.Tensor], rows: list[dict]) -> torch.Tensor:
-    """[B] per-row mean cross-entropy of each row's answer (then the end-of-turn) after its prompt embeddings:
-    one right-padded forward; only positions that predict answer tokens go through the LM head."""
-    ids = [agent.answer_ids(row["answer"]) for row in rows]
+    """[B] per-row mean cross-entropy of each row's answer (or its "target" text; then the end-of-turn) after its
+    prompt embeddings: one right-padded forward; only positions that predict answer tokens go through the LM head."""
+    ids = [agent.answer_ids(row.get("target") or row["answer"]) for row in rows]  # target: data.with_targets
     seqs = [torch.cat([p, agent.embed(i).to(p.dtype)]) for p, i in zip(prompts, ids, strict=True)]
     x = _pad(seqs).to(agent.dtype)
     with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
