@@ -311,8 +311,9 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
               help="Only N rows, spread evenly over the data (every family of the built-in split stays in).")
 @ROUNDS
 @LATENT_STEPS
-@click.option("--max-tokens", default=24, show_default=True, type=click.IntRange(1, 4096),
-              help="The final answer's budget (every mode).")
+@click.option("--max-tokens", default=40, show_default=True, type=click.IntRange(1, 4096),
+              help="The final answer's budget (every mode); worked answers (the computation, then the answer) need "
+              "about 30 tokens.")
 @click.option("--text-tokens", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Text MAS: each agent writes until its turn ends, at most this many tokens.")
 @FORCE_LINKS

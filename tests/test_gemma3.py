@@ -262,14 +262,15 @@ LONG = ("The history of the city goes back to a small settlement by the river, w
 
 
 @pytest.mark.slow
-def test_gemma3_270m_q4f32_1_matches_transformers(tmp_path_factory):
+def test_gemma3_270m_q4f32_1_matches_transformers(webgpu_dist):
     """The preset builds q4f32_1 (the GGUF's Q4_K/Q5_0/Q6_K/Q8_0 weights dequantized, then requantized to int4) and
     equals transformers on those same requantized weights, over a prompt longer than the 512-position window."""
     from builder.convert.quantize import dequantize, quantize
     from builder.models.params import INT4
 
     t0 = time.perf_counter()
-    res = make("gemma3-270m", None, tmp_path_factory.mktemp("g270"), targets=("cpu",), show_progress=False)
+    # into the shared root: tests/test_hetero_real.py reuses this CPU build
+    res = make("gemma3-270m", None, webgpu_dist, targets=("cpu",), show_progress=False)
     build_s = time.perf_counter() - t0
     eng = Engine(res.out)
     assert eng.manifest["quantization"] == "q4f32_1" and eng.vocab_size == 262144

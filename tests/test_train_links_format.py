@@ -297,6 +297,7 @@ def test_cli_init_from_keeps_inner_links_and_trains_the_outer(tmp_path):
     assert r.exit_code == 0 and f"started from {a}" in r.output, r.output
     la, lb = fmt.load(a), fmt.load(b)
     assert lb.meta["training"]["answer_target"] == "worked" and lb.meta["training"]["init_from"] == str(a)
+    assert lb.meta["training"]["init_from_commands"] == [la.meta["training"]["command"]]  # how to remake a first
     for name in la.tensors:
         same = all(torch.equal(la.tensors[name][k], lb.tensors[name][k]) for k in la.tensors[name])
         unused = name.startswith("inner:") or name == "solver->planner:feedback"  # feedback needs a 2nd round

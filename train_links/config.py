@@ -15,7 +15,7 @@ class Config:
     outer_steps: int = 300  # teacher-forced steps
     rollout_steps: int = 0  # then steps through the exact inference computation
     answer_target: str = "answer"  # the final agent's training text: "answer" or "worked" (data.worked_answer)
-    max_new: int = 24  # answer tokens generated when the links are scored (validation, --eval)
+    max_new: int = 40  # answer tokens generated when the links are scored (validation, --eval)
     batch: int = 8
     lr: float = 1e-4
     inner_lr: float = 1e-3

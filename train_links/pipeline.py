@@ -78,8 +78,9 @@ def _inner_stage(cfg, agents, links, train_rows, eval_rows, echo) -> dict:
     return summary
 
 
-def _load_start(path, agents, pattern, links) -> None:
-    """Copy a links file's tensors into `links`; it must be for the same pattern, agents and link widths."""
+def _load_start(path, agents, pattern, links) -> list[str]:
+    """Copy a links file's tensors into `links`; it must be for the same pattern, agents and link widths. Returns
+    the commands that made that file, in order (its own --init-from chain, then its command)."""
     lf = fmt.load(path, {n: a.d for n, a in agents.items()})
     if lf.pattern.to_json() != pattern.to_json():
         raise MlcbuildError(f"--init-from {path}: pattern {lf.pattern.name} with agents {lf.pattern.agents} is not "
@@ -90,6 +91,8 @@ def _load_start(path, agents, pattern, links) -> None:
         raise MlcbuildError(f"--init-from {path}: its link widths differ from this run's "
                             f"({str(e).splitlines()[-1].strip()[:100]})",
                             "pass the --inner-width and --outer-width the file was trained with") from None
+    training = lf.meta.get("training") or {}
+    return [*training.get("init_from_commands", []), training.get("command", "")]
 
 
 def _select(trainer, links, agents, pattern, rows, cfg, echo) -> None:
@@ -136,10 +139,11 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
         untrained.load_state_dict(trainer.extra["init"])
         echo(f"resumed from {ckpt} at outer step {trainer.step}/{trainer.steps}")
     elif cfg.init_from:
-        _load_start(cfg.init_from, agents, pattern, links)
+        chain = _load_start(cfg.init_from, agents, pattern, links)
         summary["inner"] = {}
         untrained = copy.deepcopy(links)  # "untrained" = the file started from
-        trainer.extra.update(inner={}, init=untrained.state_dict(), init_from=str(cfg.init_from))
+        trainer.extra.update(inner={}, init=untrained.state_dict(), init_from=str(cfg.init_from),
+                             init_from_commands=chain)
         trainer.save()
         echo(f"started from {cfg.init_from} (its inner links are kept; outer links train on)")
     else:
@@ -180,7 +184,9 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
                 "outer_steps": cfg.outer_steps, "rollout_steps": cfg.rollout_steps, "batch": cfg.batch,
                 "answer_target": cfg.answer_target,
                 "lr": cfg.lr, "init": cfg.init,
-                "init_from": trainer.extra.get("init_from"), "pair_rows": cfg.pair_rows, "seed": cfg.seed,
+                "init_from": trainer.extra.get("init_from"),
+                "init_from_commands": trainer.extra.get("init_from_commands", []),  # run these first to reproduce
+                "pair_rows": cfg.pair_rows, "seed": cfg.seed,
                 "dtype": cfg.dtype,
                 "ranks": dist.world(), "outer_steps_done": trainer.step, "val_rows": len(val_rows),
                 "validation": trainer.extra.get("validation", []),

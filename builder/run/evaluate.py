@@ -14,7 +14,7 @@ MODES = ("single", "text", "latent")
 LABELS = {"single": "single agent", "text": "text MAS", "latent": "latent MAS"}
 
 
-def evaluate(mas, rows: list[dict], modes=MODES, max_new_tokens: int = 24, text_tokens: int = 64,
+def evaluate(mas, rows: list[dict], modes=MODES, max_new_tokens: int = 40, text_tokens: int = 64,
              progress=None) -> dict:
     """{"modes": {mode: summary}, "rows": [{question, answer, kind, outputs: {mode: text}}]}; rows run one after
     another with every mode on each, so the modes see the same machine load."""
