@@ -68,6 +68,9 @@ def run_latent_page(tmp, dirs, links_name: str, case: dict, screenshot, timeout_
     from builder.run.browser import serve_and_run
 
     (tmp / case_name).write_text(json.dumps(case))
-    agents = ",".join(f"/data/{d.name}/" for d in dirs)
-    return serve_and_run(f"harness/latent-check.html?agents={agents}&links=/data/{links_name}&case=/data/{case_name}",
+    from urllib.parse import quote
+
+    agents = ",".join(f"/data/{quote(d.name)}/" for d in dirs)  # quoted: a "+" in a query value reads as a space
+    return serve_and_run(f"harness/latent-check.html?agents={agents}&links=/data/{quote(links_name, safe='')}"
+                         f"&case=/data/{quote(case_name, safe='')}",
                          {"/data/": tmp}, timeout_s=timeout_s, screenshot=screenshot)

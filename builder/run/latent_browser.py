@@ -4,6 +4,7 @@ WebGPU libraries in headless Chromium, for the same table the Python runner prin
 import json
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 from mlcbuild_common.errors import MlcbuildError
 
@@ -26,7 +27,8 @@ def run_browser(build_dirs: list[Path], links_file: Path, question: str, modes: 
         case = {"question": question, "rounds": rounds, "m": m, "max_new_tokens": max_tokens,
                 "text_tokens": text_tokens, "modes": modes}
         (Path(tmp) / "case.json").write_text(json.dumps(case))
-        page = (f"harness/latent-check.html?agents={','.join(urls)}&links=/links/{links.name}"
+        # quoted: a "+" in a query value reads as a space (the shipped Gemma 3 + SmolLM2 links file has one)
+        page = (f"harness/latent-check.html?agents={','.join(urls)}&links=/links/{quote(links.name, safe='')}"
                 f"&case=/case/case.json")
         res = serve_and_run(page, {**mounts, "/links/": links.parent, "/case/": Path(tmp)}, timeout_s=timeout_s)
     if not res["ok"]:
