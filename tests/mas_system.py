@@ -66,11 +66,8 @@ def run_latent_page(tmp, dirs, links_name: str, case: dict, screenshot, timeout_
     """Run the browser loop (web/harness/latent-check.html) on builds under `tmp`, served at /data/ (a folder
     shared by several test files takes a case_name of its own)."""
     from builder.run.browser import serve_and_run
+    from builder.run.latent_browser import page_url
 
     (tmp / case_name).write_text(json.dumps(case))
-    from urllib.parse import quote
-
-    agents = ",".join(f"/data/{quote(d.name)}/" for d in dirs)  # quoted: a "+" in a query value reads as a space
-    return serve_and_run(f"harness/latent-check.html?agents={agents}&links=/data/{quote(links_name, safe='')}"
-                         f"&case=/data/{quote(case_name, safe='')}",
-                         {"/data/": tmp}, timeout_s=timeout_s, screenshot=screenshot)
+    page = page_url([f"/data/{d.name}/" for d in dirs], f"/data/{links_name}", f"/data/{case_name}")
+    return serve_and_run(page, {"/data/": tmp}, timeout_s=timeout_s, screenshot=screenshot)
