@@ -119,7 +119,8 @@ def _targets(target: str) -> tuple[str, ...]:
 @click.option("--revision", default=None, help="Hugging Face revision (branch, tag or commit).")
 @click.option("--links", is_flag=True, help="Also ship RecursiveLinks (planner -> critic -> solver, all this "
               "model) as recursivelink.json: the links shipped with mlcbuild when they were trained on these exact "
-              "weights, else trained now.")
+              "weights, else trained now. Shipped links joining this model with other builds in OUT (e.g. "
+              "gemma3-270m + smollm2-135m) are copied to OUT/links/ for run, eval and the playground.")
 @click.option("--links-train", is_flag=True, help="With --links: train even when shipped links match.")
 @click.option("--pattern", type=click.Choice(list(PATTERNS)),
               default="sequential", show_default=True, help="With --links: the collaboration pattern the links are "
@@ -148,7 +149,7 @@ def make(model, quant, out, target, opt_level, revision, links, links_train, pat
                    show_progress=not (quiet or as_json), links=step, verbose=verbose, wait=not no_wait)
     if as_json:
         emit_json({"out": str(res.out), "reused": res.reused, "salvaged": res.salvaged, "timings": res.timings,
-                   "manifest": res.manifest})
+                   "manifest": res.manifest, "shared_links": [str(p) for p in res.shared_links]})
     elif not quiet:
         click.echo(render_summary(res))
 
@@ -306,7 +307,8 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="JSONL rows {question, answer, kind?}; default: the built-in held-out split.")
 @click.option("--modes", default="single,text,latent", show_default=True,
-              help="Comma-separated: single (the final agent alone), text (text MAS), latent (latent MAS).")
+              help="Comma-separated: single (the final agent alone), text (text MAS), latent (latent MAS), shuffled "
+              "(a control: the latent MAS whose senders work on another row's question).")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Only N rows, spread evenly over the data (every family of the built-in split stays in).")
 @ROUNDS

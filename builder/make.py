@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlcbuild_common.errors import MlcbuildError
-from mlcbuild_common.fsutil import atomic_dir, sha256_file, source_digest, write_json_atomic
+from mlcbuild_common.fsutil import atomic_dir, sha256_file, source_digest, write_bytes_atomic, write_json_atomic
 
 from . import __version__, pins
 from .buildlock import STEPS_RECORD, output_lock, remove_if_we_made_it, salvage_dir
@@ -41,6 +41,7 @@ class BuildResult:
     reused: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     salvaged: list[str] = field(default_factory=list)  # of `reused`: steps a killed run had finished
+    shared_links: list[Path] = field(default_factory=list)  # OUT/links/ files joining this build with others
 
 
 def _key(*parts) -> str:
@@ -254,10 +255,37 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     except BaseException:  # failures, Ctrl-C, SIGTERM: the temp folder is already gone; no empty OUT/ either
         remove_if_we_made_it(out_root, existed)
         raise
+    shared = place_shipped_sets(out_root) if links else []
     from .builds_index import update as update_builds_index  # builds.json: what the playground reads
     update_builds_index(out_root)
     timings["total_s"] = round(time.perf_counter() - t_start, 2)
-    return BuildResult(final, manifest, reused, timings, salvaged)
+    return BuildResult(final, manifest, reused, timings, salvaged, shared)
+
+
+SHIPPED_SETS = "links"  # OUT/links/: shipped links files that join several builds of OUT
+
+
+def place_shipped_sets(out_root: Path) -> list[Path]:
+    """Copy into OUT/links/ every shipped links file joining two or more different models whose builds are all in
+    OUT (e.g. Gemma 3 270M + SmolLM2-135M), so builds.json lists it and the playground offers it. Files already
+    there with the same bytes are left alone; the copy is atomic."""
+    from train_links.shipped import shipped_for_several
+
+    weights = set()
+    for m in Path(out_root).glob(f"*/{MANIFEST}"):
+        try:
+            weights.add(json.loads(m.read_text())["source"]["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged build is not a reason to fail this one
+    placed = []
+    for src in shipped_for_several(weights):
+        dest = Path(out_root) / SHIPPED_SETS / src.name
+        data = src.read_bytes()
+        if not (dest.is_file() and dest.read_bytes() == data):
+            dest.parent.mkdir(exist_ok=True)
+            write_bytes_atomic(dest, data)
+        placed.append(dest)
+    return placed
 
 
 def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest, reused, salvaged,

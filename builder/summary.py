@@ -23,6 +23,8 @@ def render_summary(res) -> str:
     if m.get("links"):
         origin = {"shipped": ", shipped with mlcbuild for these weights", "trained": ", trained now"}
         rows.append(("links", f"{m['links']} ({_mb(files[m['links']]['size'])}{origin.get(m.get('links_from'), '')})"))
+    for shared in getattr(res, "shared_links", ()):
+        rows.append(("shared links", f"{shared} (shipped, joins this build with others in {shared.parent.parent})"))
     t = res.timings
     steps = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items() if k.endswith("_s"))
     rows.append(("time", steps))

@@ -12,7 +12,8 @@ import pytest
 from conftest import mlcbuild_script
 from mas_system import run_latent_page
 
-from builder.make import make
+from builder import builds_index
+from builder.make import SHIPPED_SETS, make, place_shipped_sets
 from builder.run.latent import LatentMAS
 from train_links import format as fmt
 from train_links.data import builtin
@@ -56,6 +57,34 @@ def test_cpu_libraries_answer_through_mlcbuild_run(webgpu_dist):
     assert res["text"]["metrics"]["generated_tokens"] > lat["metrics"]["generated_tokens"]
     print(f"gemma3-270m -> smollm2-135m on {_question()!r}: latent {lat['answer']!r}, "
           f"single {res['single']['answer']!r}")
+    # with both builds in one root, the pair's shipped links go to OUT/links/ and builds.json maps each role to
+    # its build, which is what the playground's pickers read
+    (placed,) = place_shipped_sets(webgpu_dist)
+    assert placed == webgpu_dist / SHIPPED_SETS / LINKS.name and placed.read_bytes() == LINKS.read_bytes()
+    doc = json.loads(builds_index.update(webgpu_dist).read_text())
+    (entry,) = [x for x in doc["links"] if x["file"].startswith(SHIPPED_SETS + "/")]
+    assert entry["pattern"] == "distillation"
+    assert {a["name"]: a["builds"] for a in entry["agents"]} == {"expert": [dirs[0].name], "learner": [dirs[1].name]}
+
+
+def _fake_build(root, name, sha, hidden):
+    # a build folder as builds.json reads it: its manifest (the weights' hash and hidden size) and no files
+    (root / name).mkdir()
+    (root / name / "manifest.json").write_text(json.dumps({
+        "name": name, "quantization": "q4f32_1", "model_type": "x", "hidden_size": hidden, "libs": {}, "files": {},
+        "source": {"model_id": name, "sha256": sha}}))
+
+
+def test_shipped_pair_links_are_placed_only_when_both_builds_are_there(tmp_path):
+    doc = json.loads(LINKS.read_text())
+    expert, learner = (next(a for a in doc["agents"] if a["name"] == r) for r in ("expert", "learner"))
+    _fake_build(tmp_path, "smollm2-135m-q4f32_2", learner["weights_sha256"], 576)
+    assert place_shipped_sets(tmp_path) == [] and not (tmp_path / SHIPPED_SETS).exists()
+    _fake_build(tmp_path, "gemma3-270m-q4f32_1", expert["weights_sha256"], 640)
+    (placed,) = place_shipped_sets(tmp_path)
+    mtime = placed.stat().st_mtime_ns
+    assert place_shipped_sets(tmp_path) == [placed] and placed.stat().st_mtime_ns == mtime  # same bytes: untouched
+    assert [p.name for p in (tmp_path / SHIPPED_SETS).iterdir()] == [LINKS.name]  # no temp file left
 
 
 @pytest.mark.browser

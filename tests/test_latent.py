@@ -157,6 +157,33 @@ def test_eval_command_scores_every_mode_and_family(system, cli, tmp_path):
 
 
 @pytest.mark.slow
+def test_shuffled_control_gives_the_final_agent_another_rows_hand_offs(system, cli, tmp_path):
+    """The control `eval --modes shuffled`: the senders work on another row's question, so the hand-offs are
+    exactly those of that row's own run, while the final agent reads its own question."""
+    import json
+
+    other = "What is 7 plus 8?"
+    mas = LatentMAS(system["dirs"], system["links_file"])
+    mixed = mas.run(QUESTION, "latent", max_new_tokens=4, rounds=1, senders_question=other)
+    own = mas.run(other, "latent", max_new_tokens=4, rounds=1)
+    assert [h["edge"] for h in mixed["handoffs"]] == [h["edge"] for h in own["handoffs"]]
+    for a, b in zip(mixed["handoffs"], own["handoffs"], strict=True):
+        np.testing.assert_array_equal(a["block"], b["block"])
+    straight = mas.run(QUESTION, "latent", max_new_tokens=4, rounds=1)
+    assert not np.array_equal(straight["handoffs"][0]["block"], mixed["handoffs"][0]["block"])
+    rows = [{"question": QUESTION, "answer": "12"}, {"question": other, "answer": "15"}]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = cli("eval", "--agents", ",".join(str(d) for d in system["dirs"]), "--links", str(system["links_file"]),
+            "--data", str(data), "--modes", "latent,shuffled", "--rounds", "1", "--max-tokens", "4", "--json")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert res["modes"]["shuffled"]["latent_steps"] == res["modes"]["latent"]["latent_steps"] > 0
+    # row 0's control is row 1's hand-offs with row 0's question
+    assert res["rows"][0]["outputs"]["shuffled"]["output"] == mixed["answer"].strip()
+
+
+@pytest.mark.slow
 def test_links_trained_on_other_weights_are_refused(system, cli, tmp_path):
     """A links file whose agents record other weights than the builds' runs only with --force-links (and warns)."""
     import json

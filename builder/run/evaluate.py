@@ -10,8 +10,11 @@ the most frequent answer (a constant answer would score by luck), tokens and sec
 import time
 from collections import Counter
 
-MODES = ("single", "text", "latent")
-LABELS = {"single": "single agent", "text": "text MAS", "latent": "latent MAS"}
+MODES = ("single", "text", "latent", "shuffled")
+LABELS = {"single": "single agent", "text": "text MAS", "latent": "latent MAS", "shuffled": "shuffled (ctl)"}
+# "shuffled" is a control, not a system: the latent MAS whose senders work on another row's question (the row half
+# the data away), so the final agent gets hand-offs of the right form with the wrong content. Latent above it means
+# the hand-off's content is used, not only its presence (a learned prompt).
 
 
 def evaluate(mas, rows: list[dict], modes=MODES, max_new_tokens: int = 40, text_tokens: int = 64,
@@ -24,11 +27,13 @@ def evaluate(mas, rows: list[dict], modes=MODES, max_new_tokens: int = 40, text_
                  "latent_steps": 0, "seconds": 0.0, "answers": Counter(), "kinds": Counter(), "kind_ok": Counter()}
              for m in modes}
     per_row = []
-    for row in rows:
+    for i, row in enumerate(rows):
         outputs = {}
         for mode in modes:
             t0 = time.perf_counter()
-            res = mas.run(row["question"], mode, max_new_tokens=max_new_tokens, text_tokens=text_tokens)
+            other = rows[(i + len(rows) // 2) % len(rows)]["question"] if mode == "shuffled" else None
+            res = mas.run(row["question"], "latent" if other else mode, max_new_tokens=max_new_tokens,
+                          text_tokens=text_tokens, senders_question=other)
             s, met, out = stats[mode], res["metrics"], res["answer"].strip()
             s["seconds"] += time.perf_counter() - t0
             ok = exact_match(out, row["answer"])

@@ -187,20 +187,22 @@ class LatentMAS:
         return text
 
     def run(self, question: str, mode: str = "latent", max_new_tokens: int = 32, text_tokens: int | None = None,
-            rounds: int | None = None, m: int | None = None) -> dict:
+            rounds: int | None = None, m: int | None = None, senders_question: str | None = None) -> dict:
         """mode "latent": latent hand-offs; "text": each agent writes its message until its turn ends, at most
         `text_tokens` tokens (default TEXT_TOKENS, a full message; pass m for an equal-budget comparison);
-        "single": the final agent alone, its slots left empty (the one-agent baseline)."""
+        "single": the final agent alone, its slots left empty (the one-agent baseline).
+        `senders_question` (a control): every agent but the final one works on this other question, so the final
+        agent gets hand-offs of the right form with the wrong content."""
         # A link is a few small matmuls: one torch thread for the whole run. With torch's default pool its idle
         # workers keep spinning on the cores TVM's pool needs for the next step (measured under load: 32 -> 24 ms).
         prev = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._run(question, mode, max_new_tokens, text_tokens, rounds, m)
+            return self._run(question, mode, max_new_tokens, text_tokens, rounds, m, senders_question)
         finally:
             torch.set_num_threads(prev)
 
-    def _run(self, question, mode, max_new_tokens, text_tokens, rounds, m) -> dict:
+    def _run(self, question, mode, max_new_tokens, text_tokens, rounds, m, senders_question=None) -> dict:
         rounds, m = rounds or self.rounds, m or self.m
         mt, p = Metrics(), self.pattern
         for agent in self.agents.values():
@@ -218,6 +220,7 @@ class LatentMAS:
             cur: dict = {}
             for name in p.order():
                 agent = self.agents[name]
+                q = senders_question if senders_question and name != p.final else question
                 slots: dict = {}
                 for e in p.incoming(name):
                     src = prev.get(e.src) if e.next_round else cur.get(e.src)
@@ -229,12 +232,12 @@ class LatentMAS:
                     old = slots.get(e.slot)
                     slots[e.slot] = val if old is None else (old + "\n" + val if isinstance(val, str)
                                                               else np.concatenate([old, val], 0))
-                emb, prefix = agent.prompt(question, slots)
+                emb, prefix = agent.prompt(q, slots)
                 if r == rounds - 1 and name == p.final:
-                    answer = self._decode_text(agent, question, emb, prefix, max_new_tokens, mt, r)
+                    answer = self._decode_text(agent, q, emb, prefix, max_new_tokens, mt, r)
                     break
                 if mode == "latent":
-                    h = self._prefill(agent, question, emb, prefix, mt, r)
+                    h = self._prefill(agent, q, emb, prefix, mt, r)
                     t0 = time.perf_counter()
                     block = []
                     for _ in range(m):
@@ -244,7 +247,7 @@ class LatentMAS:
                     self._stage(mt, name, r, "latent", t0, steps=m)
                     cur[name] = np.stack(block)
                 else:
-                    cur[name] = self._decode_text(agent, question, emb, prefix, text_tokens or TEXT_TOKENS, mt, r)
+                    cur[name] = self._decode_text(agent, q, emb, prefix, text_tokens or TEXT_TOKENS, mt, r)
             prev = cur
         mt.e2e_ms = (time.perf_counter() - t_start) * 1000
         return {"mode": mode, "answer": answer, "metrics": mt.as_dict(), "handoffs": handoffs}

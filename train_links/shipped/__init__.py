@@ -20,3 +20,18 @@ def find_shipped(weights_sha256: str, pattern: str) -> Path | None:
         if same and doc.get("pattern", {}).get("name") == pattern:
             return path
     return None
+
+
+def shipped_for_several(weights: set[str]) -> list[Path]:
+    """The shipped links files that join two or more different models (a heterogeneous pair or set) whose every
+    agent was trained on weights in `weights` (the content hashes of builds at hand)."""
+    hits = []
+    for path in sorted(HERE.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        need = {a.get("weights_sha256") for a in doc.get("agents") or []}
+        if len(need) > 1 and need <= weights:
+            hits.append(path)
+    return hits
