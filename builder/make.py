@@ -277,6 +277,8 @@ def place_shipped_sets(out_root: Path) -> list[Path]:
             weights.add(json.loads(m.read_text())["source"]["sha256"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a damaged build is not a reason to fail this one
+    if len(weights) < 2:
+        return []  # one model: nothing to join (and the shipped files, megabytes of JSON, stay unread)
     placed = []
     for src in shipped_for_several(weights):
         dest = Path(out_root) / SHIPPED_SETS / src.name
