@@ -305,10 +305,16 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
 @AGENT_BUILDS
 @LINKS_FILE
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
-              help="JSONL rows {question, answer, kind?}; default: the built-in held-out split.")
+              help="JSONL rows {question, answer, kind?}, or 'builtin' (the default: the built-in held-out split, "
+              "new instances of the training templates) or 'disjoint' (the template-disjoint test split: wordings "
+              "that no training template produces).")
 @click.option("--modes", default="single,text,latent", show_default=True,
-              help="Comma-separated: single (the final agent alone), text (text MAS), latent (latent MAS), shuffled "
-              "(a control: the latent MAS whose senders work on another row's question).")
+              help="Comma-separated: single (the final agent alone), prompt-tuned (it with --prompt's trained slot "
+              "vectors), text (text MAS), latent (latent MAS), and controls of the latent MAS: shuffled (senders "
+              "work on the next question of the same family), shuffled-cross (on a question of another family), "
+              "zero (every hand-off replaced by zeros).")
+@click.option("--prompt", "prompt_file", type=click.Path(dir_okay=False), default=None,
+              help="The slot prompt from `mlcbuild train-prompt`, for --modes prompt-tuned.")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Only N rows, spread evenly over the data (every family of the built-in split stays in).")
 @ROUNDS
@@ -322,8 +328,8 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
 @MAX_SEQ_LEN
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and every row's outputs as JSON.")
-def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_tokens, text_tokens, force_links,
-             max_seq_len, quiet, as_json):
+def eval_cmd(agents, links_file, data, modes, prompt_file, limit, rounds, latent_steps, max_tokens, text_tokens,
+             force_links, max_seq_len, quiet, as_json):
     """Exact-match accuracy of one agent, a text MAS and the latent MAS on held-out rows (CPU libraries)."""
     from pathlib import Path
 
@@ -337,16 +343,32 @@ def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_t
     bad = [m for m in chosen if m not in MODES]
     if bad or not chosen:
         raise MlcbuildError(f"--modes: unknown mode(s) {bad or modes!r}", f"use a comma-separated subset of {MODES}")
-    rows = load_jsonl(data) if data else builtin()[1]
+    if "prompt-tuned" in chosen and not prompt_file:
+        raise MlcbuildError("--modes prompt-tuned needs --prompt FILE", "train one with mlcbuild train-prompt")
+    if data == "disjoint":
+        from train_links.tasks_disjoint import disjoint_test
+
+        rows = disjoint_test()
+    else:
+        rows = load_jsonl(data) if data and data != "builtin" else builtin()[1]
     if limit and limit < len(rows):
         rows = [rows[i * len(rows) // limit] for i in range(limit)]
     mas = LatentMAS([Path(a.strip()) for a in agents.split(",") if a.strip()], Path(links_file),
                     max_seq_len=max_seq_len or 1024, force_links=force_links, warn=lambda s: click.echo(s, err=True))
     if rounds or latent_steps:
         mas.rounds, mas.m = rounds or mas.rounds, latent_steps or mas.m
+    slot_prompt = None
+    if prompt_file and "prompt-tuned" in chosen:
+        from train_links import prompt_tuning
+
+        final = mas.agents[mas.pattern.final]
+        slot_prompt = prompt_tuning.load(prompt_file, final.engine.hidden_size)
+        prompt_tuning.check_fits(slot_prompt, final.role, final.engine.manifest.get("source", {}).get("sha256"),
+                                 prompt_file)
     with bar(len(rows) * len(chosen), "eval", not (quiet or as_json), unit="run") as b:
-        res = evaluate(mas, rows, chosen, max_tokens, text_tokens, progress=b)
+        res = evaluate(mas, rows, chosen, max_tokens, text_tokens, progress=b, slot_prompt=slot_prompt)
     res["config"] = {"agents": agents, "links": str(links_file), "data": data or "builtin held-out",
+                     "prompt": prompt_file,
                      "rounds": mas.rounds, "latent_steps": mas.m, "max_tokens": max_tokens, "text_tokens": text_tokens}
     if as_json:
         emit_json(res)
@@ -355,13 +377,14 @@ def eval_cmd(agents, links_file, data, modes, limit, rounds, latent_steps, max_t
 
 
 def _register_more():
-    from builder.train_cmd import train_links_cmd  # light: click and dataclasses only; torch loads on use
+    from builder.train_cmd import train_links_cmd, train_prompt_cmd  # light: click only; torch loads on use
 
     from .builds_index import index_cmd
     from .bundle import bundle_cmd
     from .run.serve import serve_cmd
 
     cli.add_command(train_links_cmd)
+    cli.add_command(train_prompt_cmd)
     cli.add_command(serve_cmd)
     cli.add_command(bundle_cmd)
     cli.add_command(index_cmd)

@@ -225,3 +225,66 @@ def test_ask_and_the_context_limit(system, cli):
     assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
     assert f"{n} positions do not fit the 64-position KV cache" in p.stderr
     assert f"--max-seq-len up to {eng.meta['context_window_size']}" in p.stderr
+
+
+def test_within_family_partners_stay_in_the_family():
+    """`shuffled` pairs each row with the next row of its own family; `shuffled-cross` with the row half the data
+    away; a family of one row (no other question of its kind) takes the cross-family partner."""
+    from builder.run.evaluate import partners
+
+    rows = [{"question": f"q{i}", "kind": k} for i, k in enumerate("aabbbc")]
+    assert partners(rows) == [1, 0, 3, 4, 2, 2]
+    assert partners(rows, within_family=False) == [3, 4, 5, 0, 1, 2]
+    pairs = enumerate(zip(rows, partners(rows), strict=True))
+    assert all(rows[j]["kind"] == r["kind"] and j != i for i, (r, j) in pairs if r["kind"] != "c")
+
+
+@pytest.mark.slow
+def test_zero_and_prompt_tuned_modes_match_pytorch(system, cli, tmp_path):
+    """`eval --modes zero` gives the final agent zeros where the hand-off goes; `prompt-tuned` gives it the trained
+    slot vectors of `train-prompt`'s file (trained here for 2 steps). Each answer equals PyTorch's greedy answer
+    from the same prompt embeddings, and a prompt file for another role is refused in one line."""
+    import json
+
+    from train_links import prompt_tuning
+
+    agents, pattern = system["agents"], system["pattern"]
+    solver = agents["solver"]
+    rows = [{"question": QUESTION, "answer": "12", "kind": "x"}, {"question": "What is 7 plus 8?", "answer": "15",
+                                                                  "kind": "x"}]
+    res = prompt_tuning.train(solver, prompt_tuning.slot_rows(pattern, 4), [{**r, "target": r["answer"]}
+                                                                           for r in rows], rows[:1], steps=2,
+                              batch=2, lr=1e-2, seed=0, select_every=1, max_new=4, echo=lambda s: None)
+    assert [s for s, _ in res["validation"]] == [0, 1, 2] and res["slots"]["refined_plan"].shape == (4, solver.d)
+    pfile = prompt_tuning.save(tmp_path / "prompt.json", solver, res["slots"], {"command": "test"})
+    sp = prompt_tuning.load(pfile, solver.d)
+    np.testing.assert_array_equal(sp.slots["refined_plan"], res["slots"]["refined_plan"].numpy())
+    with torch.no_grad():
+        want_prompt = generate(solver, solver.prompt_embeds({"question": QUESTION}, {
+            "refined_plan": torch.from_numpy(sp.slots["refined_plan"])}), 4)
+        want_zero = generate(solver, solver.prompt_embeds({"question": QUESTION}, {
+            "refined_plan": torch.zeros(4, solver.d)}), 4)
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    agents_arg = ",".join(str(d) for d in system["dirs"])
+    p = cli("eval", "--agents", agents_arg, "--links", str(system["links_file"]), "--data", str(data), "--modes",
+            "single,prompt-tuned,latent,zero,shuffled", "--prompt", str(pfile), "--rounds", "1", "--max-tokens", "4",
+            "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["rows"][0]["outputs"]["prompt-tuned"]["output"] == want_prompt.strip()
+    assert out["rows"][0]["outputs"]["zero"]["output"] == want_zero.strip()
+    assert out["modes"]["prompt-tuned"]["latent_steps"] == 0 and out["modes"]["zero"]["latent_steps"] > 0
+    assert set(out["paired"]) == {"reference", "single", "prompt-tuned", "zero", "shuffled"}
+    assert out["paired"]["reference"] == "latent" and 0 <= out["paired"]["zero"]["p"] <= 1
+    lo, hi = out["modes"]["latent"]["ci95"]
+    assert 0 <= lo <= out["modes"]["latent"]["accuracy"] <= hi <= 1
+    doc = json.loads(pfile.read_text())
+    doc["agent"]["role"]["user"] = "Question: {question}\nAnswer:"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(doc))
+    bad = cli("eval", "--agents", agents_arg, "--links", str(system["links_file"]), "--data", str(data), "--modes",
+              "prompt-tuned", "--prompt", str(other))
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "another role" in bad.stderr, bad.stderr
+    bad = cli("eval", "--agents", agents_arg, "--links", str(system["links_file"]), "--modes", "prompt-tuned")
+    assert bad.returncode == 1 and "--prompt FILE" in bad.stderr

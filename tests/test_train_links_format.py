@@ -199,6 +199,27 @@ def test_exact_match_rules():
     assert well_formed("about 12", "7") and not well_formed("twelve", "7") and well_formed("Paris", "Rome")
 
 
+def test_only_the_final_answer_scores():
+    """Listing candidates or echoing the question scores nothing: only the text after the last "answer is" /
+    "Answer:" (else the last sentence) counts, and a word answer must come without a rival of its family."""
+    from train_links.data import exact_match, final_answer, rivals_by_kind
+
+    rows = [{"question": "q", "answer": d, "kind": "dates"} for d in ("Monday", "Tuesday", "Friday")]
+    rows += [{"question": "q", "answer": "Ana", "kind": "table"}, {"question": "q", "answer": "Ben", "kind": "table"},
+             {"question": "q", "answer": "12", "kind": "table"}]
+    rivals = rivals_by_kind(rows)
+    assert rivals == {"dates": {"Monday", "Tuesday", "Friday"}, "table": {"Ana", "Ben"}}
+    days = rivals["dates"]
+    assert not exact_match("Monday, Tuesday, Friday", "Tuesday", days)
+    assert exact_match("Monday -> Tuesday. The answer is Tuesday.", "Tuesday", days)
+    assert not exact_match("The answer is Monday, not Tuesday", "Tuesday", days)
+    assert not exact_match("Ana 4, Ben 9. Who has the most points?", "Ben", rivals["table"])
+    assert exact_match("9 is the most, so the answer is Ben.", "Ben", rivals["table"])
+    assert not exact_match("7 + 5 = 12. The answer is 13", "12")  # the number after the last cue counts
+    assert exact_match("4 + 8 = 12. The answer is 12.", "12") and final_answer("x. Answer: 3") == "3"
+    assert final_answer("One. Two. Three") == "Three" and final_answer("") == ""
+
+
 @pytest.mark.parametrize("line,want", [
     ('{"question": "q", "answer": "1"', "not valid JSON"),
     ('["q", "1"]', "must be a JSON object"),
@@ -305,3 +326,44 @@ def test_cli_init_from_keeps_inner_links_and_trains_the_outer(tmp_path):
     r = CliRunner().invoke(train_links_cmd, [*base, "--outer-steps", "1", "--inner-width", "32", "--init-from",
                                              str(a), "--out", str(tmp_path / "c.json")])
     assert r.exit_code == 1 and "its link widths differ" in r.output and "--inner-width" in r.output, r.output
+
+
+def test_train_prompt_on_varied_wordings_leaving_a_family_out(tmp_path):
+    """`train-prompt` (the prompt-tuned baseline) on the varied set without one family: it trains the final
+    agent's slot vectors on the same rows as train-links, validates on the held-out wordings (never the left-out
+    family), writes a slotprompt file that loads back, and --init-from chains like links."""
+    import json
+
+    from click.testing import CliRunner
+
+    from builder.train_cmd import train_prompt_cmd
+    from train_links import prompt_tuning
+    from train_links.config import Config
+    from train_links.pipeline import load_rows
+
+    cfg = Config(agents=["x"] * 3, data="varied", exclude_family=("dates",), val_rows=6, answer_target="worked")
+    train, val, held = load_rows(cfg)
+    assert train and len(val) == 6 and all(r["kind"] != "dates" for r in train + val)
+    assert {r["kind"] for r in held} >= {"dates", "facts"} and all("target" in r for r in train)
+    train_templates, val_templates = {r["template"] for r in train}, {r["template"] for r in val}
+    assert not train_templates & val_templates  # validation wordings are never trained on
+
+    out = tmp_path / "prompt.json"
+    args = ["--agents", "tiny-qwen3,tiny-qwen3,tiny-qwen3", "--data", "varied", "--exclude-family", "dates",
+            "--latent-steps", "2", "--outer-steps", "6", "--rollout-steps", "2", "--batch", "4", "--val-rows", "6",
+            "--select-every", "4", "--max-new-tokens", "4", "--answer-target", "worked", "--out", str(out)]
+    r = CliRunner().invoke(train_prompt_cmd, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert [s for s, _ in summary["validation"]] == [0, 4, 8] and summary["exclude_family"] == ["dates"]
+    sp = prompt_tuning.load(out)
+    assert sp.slots["refined_plan"].shape[0] == 2 and sp.meta["training"]["steps"] == 8
+    assert "--exclude-family dates" in sp.meta["training"]["command"]
+    more = tmp_path / "more.json"
+    r = CliRunner().invoke(train_prompt_cmd, [*args[:-2], "--out", str(more), "--init-from", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    chained = prompt_tuning.load(more).meta["training"]
+    assert chained["init_from"] == str(out) and chained["init_from_commands"] == [sp.meta["training"]["command"]]
+    out.write_text(out.read_text()[:-200])
+    r = CliRunner().invoke(train_prompt_cmd, [*args[:-2], "--out", str(more), "--init-from", str(out)])
+    assert r.exit_code != 0 and "not valid JSON" in r.output

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 class Config:
     agents: list[str]
     pattern: str = "sequential"
-    data: str | None = None
+    data: str | None = None  # a JSONL file, "builtin" (default) or "varied" (train_links.tasks_varied)
+    exclude_family: tuple[str, ...] = ()  # families left out of training and validation (leave-one-family-out)
     rounds: int = 3
     latent_steps: int = 16
     out: str = "recursivelink.json"

@@ -111,16 +111,58 @@ def is_numeric(answer: str) -> bool:
     return bool(_NUM.fullmatch(answer.strip().replace(",", "")))
 
 
-def exact_match(generated: str, answer: str) -> bool:
-    """Numeric answers compare with the LAST number generated ("3 + 4 = 7" -> 7). Other answers match as whole
-    words, case- and accent-insensitive, anywhere in the output ("The capital is Paris." matches "paris")."""
+_FINAL_CUE = re.compile(r"answer\s+is\b|answer\s*:", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def final_answer(generated: str) -> str:
+    """The part of an output that states the answer: the text after the LAST "answer is" / "Answer:" when there is
+    one, else the last sentence. Scoring only this part means that listing candidates ("Monday, Tuesday, ...")
+    or echoing the question (its names and numbers) cannot score."""
+    cues = list(_FINAL_CUE.finditer(generated))
+    if cues:
+        return generated[cues[-1].end():].strip()
+    sentences = [s for s in _SENTENCE_END.split(generated.strip()) if s.strip()]
+    return sentences[-1] if sentences else ""
+
+
+def _has(words: list[str], phrase: str) -> bool:
+    need = _words(phrase)
+    n = len(need)  # a whole-word run, so "Parisian" never matches "Paris"
+    return n > 0 and any(words[i:i + n] == need for i in range(len(words) - n + 1))
+
+
+def exact_match(generated: str, answer: str, rivals=()) -> bool:
+    """Scored on final_answer(generated). Numeric answers compare with its LAST number ("3 + 4 = 7" -> 7). Other
+    answers match as whole words, case- and accent-insensitive ("The capital is Paris." matches "paris"), and
+    only when no rival answer (another word answer of the same task family, see rivals_by_kind) is there too:
+    "Monday, Tuesday, Wednesday" names every day, so it answers none."""
+    final = final_answer(generated)
     want = _NUM.fullmatch(answer.strip().replace(",", ""))
     if want:
-        got = _NUM.findall(generated.replace(",", ""))
+        got = _NUM.findall(final.replace(",", ""))
         return bool(got) and float(got[-1]) == float(want.group())
-    need, have = _words(answer), _words(generated)
-    n = len(need)
-    return n > 0 and any(have[i:i + n] == need for i in range(len(have) - n + 1))
+    have, need = _words(final), _words(answer)
+    if not _has(have, answer):
+        return False
+    rest, i = [], 0  # the final answer's words outside every occurrence of the answer
+    while i < len(have):
+        if have[i:i + len(need)] == need:
+            rest.append("")
+            i += len(need)
+        else:
+            rest.append(have[i])
+            i += 1
+    return not any(_has(rest, r) for r in rivals if _words(r) != need)
+
+
+def rivals_by_kind(rows: list[dict]) -> dict:
+    """{kind: the word answers of that family's rows}: the candidates a listing answer would name."""
+    out: dict = {}
+    for r in rows:
+        if not is_numeric(r["answer"]):
+            out.setdefault(r.get("kind", "all"), set()).add(r["answer"])
+    return out
 
 
 def well_formed(generated: str, answer: str) -> bool:

@@ -45,12 +45,26 @@ def _check(cfg: Config):
         raise MlcbuildError(f"--init {cfg.init} is not supported", "use ridge or random")
 
 
-def load_rows(cfg: Config) -> tuple[list[dict], list[dict]]:
-    if cfg.data:
-        train, held = data_mod.split(data_mod.load_jsonl(cfg.data), cfg.held_out, cfg.seed)
+def load_rows(cfg: Config) -> tuple[list[dict], list[dict], list[dict]]:
+    """(train, validation, held-out) rows. The built-in set and user files hold the last --val-rows training rows
+    aside for validation; the varied set (--data varied) validates on its own validation TEMPLATES, so the links
+    are selected on wordings they never trained on. --exclude-family drops a family from training and
+    validation (leave-one-family-out); the held-out rows keep it, to test on."""
+    if cfg.data == "varied":
+        from .tasks_disjoint import disjoint_test
+        from .tasks_varied import varied
+
+        train, val = varied(exclude=tuple(cfg.exclude_family))
+        val, held = val[:cfg.val_rows], disjoint_test()
     else:
-        train, held = data_mod.builtin()
-    return data_mod.with_targets(train, cfg.answer_target), held
+        if cfg.data and cfg.data != "builtin":
+            train, held = data_mod.split(data_mod.load_jsonl(cfg.data), cfg.held_out, cfg.seed)
+        else:
+            train, held = data_mod.builtin()
+        train = [r for r in train if r.get("kind") not in cfg.exclude_family]
+        k = min(cfg.val_rows, max(0, len(train) - 1))
+        train, val = train[:len(train) - k], train[len(train) - k:]
+    return data_mod.with_targets(train, cfg.answer_target), data_mod.with_targets(val, cfg.answer_target), held
 
 
 def _inner_stage(cfg, agents, links, train_rows, eval_rows, echo) -> dict:
@@ -118,7 +132,7 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
         echo = lambda s: None  # noqa: E731 - one rank speaks
     torch.manual_seed(cfg.seed)
     pattern = get_pattern(cfg.pattern, len(cfg.agents))
-    train_rows, held = load_rows(cfg)
+    train_rows, val_rows, held = load_rows(cfg)
     if not train_rows:
         raise MlcbuildError("no training rows after the held-out split", "add rows to --data")
     dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
@@ -129,8 +143,6 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
                            lr=cfg.lr, warmup=cfg.warmup, batch=cfg.batch, seed=cfg.seed, ckpt=ckpt,
                            ckpt_every=cfg.checkpoint_every, rollout_steps=cfg.rollout_steps)
     summary = {"inner": {}, "outer": {}, "out": str(cfg.out)}
-    val_rows = train_rows[len(train_rows) - cfg.val_rows:] if cfg.val_rows else []
-    trainer.rows = train_rows[:len(train_rows) - len(val_rows)]  # validation rows are never trained on
     resumed = cfg.resume and trainer.resume()
     eval_rows = held[:cfg.eval_rows]
     if resumed:
@@ -179,8 +191,10 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
                         "loss_last10": sum(tail) / len(tail) if tail else None}
     if tail:
         echo(f"outer: answer CE {losses[0]:.4f} (step 1) -> {summary['outer']['loss_last10']:.4f} (last 10 steps)")
-    training = {"data": cfg.data or "builtin", "data_sha256": data_mod.rows_hash(train_rows),
-                "train_rows": len(train_rows), "heldout_rows": len(held), "inner_steps": cfg.inner_steps,
+    training = {"data": cfg.data or "builtin", "exclude_family": list(cfg.exclude_family),
+                "data_sha256": data_mod.rows_hash(train_rows + val_rows),  # as before: training + validation rows
+                "train_rows": len(train_rows) + len(val_rows), "heldout_rows": len(held),
+                "inner_steps": cfg.inner_steps,
                 "outer_steps": cfg.outer_steps, "rollout_steps": cfg.rollout_steps, "batch": cfg.batch,
                 "answer_target": cfg.answer_target, "lr": cfg.lr, "init": cfg.init,
                 "init_from": trainer.extra.get("init_from"),
@@ -204,3 +218,48 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
                                        max_new=cfg.max_new, progress=b)
     dist.barrier()
     return summary
+
+
+def run_prompt(cfg: Config, echo=print, resolve=local_source) -> dict:
+    """The prompt-tuned baseline (train_links.prompt_tuning) for cfg's pattern and agents: the final agent alone,
+    its final-round slots filled by m trained vectors per incoming edge, trained on the same rows, steps
+    (--outer-steps + --rollout-steps), batch, seed and validation as train-links with the same options would
+    use. Writes cfg.out (a slotprompt file)."""
+    from . import prompt_tuning
+
+    _check(cfg)
+    torch.manual_seed(cfg.seed)
+    pattern = get_pattern(cfg.pattern, len(cfg.agents))
+    train_rows, val_rows, _ = load_rows(cfg)
+    if not train_rows:
+        raise MlcbuildError("no training rows after the held-out split", "add rows to --data")
+    dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
+    agents = {a.name: a for a in make_agents(cfg.agents, pattern, dtype, resolve=resolve)}
+    final = agents[pattern.final]
+    steps = cfg.outer_steps + cfg.rollout_steps
+    with bar(steps, "prompt", cfg.progress, unit="step") as b:
+        def tick(step, loss):
+            b.update(1)
+            b.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        start, chain = None, []
+        if cfg.init_from:
+            sp = prompt_tuning.load(cfg.init_from, final.d)
+            prompt_tuning.check_fits(sp, final.role, final.weights_sha256, cfg.init_from)
+            start = sp.slots
+            chain = [*sp.meta["training"].get("init_from_commands", []), sp.meta["training"].get("command", "")]
+        res = prompt_tuning.train(final, prompt_tuning.slot_rows(pattern, cfg.latent_steps), train_rows, val_rows,
+                                  steps, cfg.batch, cfg.lr, cfg.seed, cfg.warmup, cfg.select_every, cfg.max_new,
+                                  Path(cfg.checkpoint or f"{cfg.out}.ckpt"), cfg.resume, echo, tick, start)
+    training = {"data": cfg.data or "builtin", "exclude_family": list(cfg.exclude_family),
+                "data_sha256": data_mod.rows_hash(train_rows + val_rows), "train_rows": len(train_rows),
+                "val_rows": len(val_rows), "steps": steps, "batch": cfg.batch, "lr": cfg.lr, "seed": cfg.seed,
+                "answer_target": cfg.answer_target, "dtype": cfg.dtype, "pattern": pattern.name,
+                "latent_steps": cfg.latent_steps, "validation": res["validation"],
+                "selected_step": res["selected_step"], "init_from": cfg.init_from, "init_from_commands": chain,
+                "command": cfg.command}
+    prompt_tuning.save(cfg.out, final, res["slots"], training, cfg.link_dtype)
+    best = max((a for _, a in res["validation"]), default=None)
+    if best is not None:
+        echo(f"kept the vectors of step {res['selected_step']}: validation exact match {best:.1%}")
+    echo(f"wrote {cfg.out} ({Path(cfg.out).stat().st_size} bytes)")
+    return {"out": str(cfg.out), **{k: v for k, v in training.items() if k != "command"}}

@@ -187,22 +187,27 @@ class LatentMAS:
         return text
 
     def run(self, question: str, mode: str = "latent", max_new_tokens: int = 32, text_tokens: int | None = None,
-            rounds: int | None = None, m: int | None = None, senders_question: str | None = None) -> dict:
+            rounds: int | None = None, m: int | None = None, senders_question: str | None = None,
+            zero_handoffs: bool = False, slot_prompt=None) -> dict:
         """mode "latent": latent hand-offs; "text": each agent writes its message until its turn ends, at most
         `text_tokens` tokens (default TEXT_TOKENS, a full message; pass m for an equal-budget comparison);
-        "single": the final agent alone, its slots left empty (the one-agent baseline).
-        `senders_question` (a control): every agent but the final one works on this other question, so the final
-        agent gets hand-offs of the right form with the wrong content."""
+        "single": the final agent alone, its slots left empty (the one-agent baseline), or with `slot_prompt`'s
+        trained vectors in its slot (train_links.prompt_tuning.SlotPrompt: the prompt-tuned baseline).
+        Controls of the latent MAS: `senders_question`, every agent but the final one works on this other
+        question, so the final agent gets hand-offs of the right form with the wrong content; `zero_handoffs`,
+        every hand-off is replaced by zeros of its shape (the receivers get no content at all)."""
         # A link is a few small matmuls: one torch thread for the whole run. With torch's default pool its idle
         # workers keep spinning on the cores TVM's pool needs for the next step (measured under load: 32 -> 24 ms).
         prev = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._run(question, mode, max_new_tokens, text_tokens, rounds, m, senders_question)
+            return self._run(question, mode, max_new_tokens, text_tokens, rounds, m, senders_question, zero_handoffs,
+                             slot_prompt)
         finally:
             torch.set_num_threads(prev)
 
-    def _run(self, question, mode, max_new_tokens, text_tokens, rounds, m, senders_question=None) -> dict:
+    def _run(self, question, mode, max_new_tokens, text_tokens, rounds, m, senders_question=None,
+             zero_handoffs=False, slot_prompt=None) -> dict:
         rounds, m = rounds or self.rounds, m or self.m
         mt, p = Metrics(), self.pattern
         for agent in self.agents.values():
@@ -213,7 +218,7 @@ class LatentMAS:
         answer = None
         if mode == "single":
             agent = self.agents[p.final]
-            emb, prefix = agent.prompt(question, {})
+            emb, prefix = agent.prompt(question, slot_prompt.slots if slot_prompt else {})
             answer = self._decode_text(agent, question, emb, prefix, max_new_tokens, mt, 0)
             rounds = 0
         for r in range(rounds):
@@ -227,6 +232,8 @@ class LatentMAS:
                     if src is None:
                         continue
                     val = self._link(e.key, src) if mode == "latent" else src
+                    if zero_handoffs and mode == "latent":
+                        val = np.zeros_like(val)
                     if mode == "latent":
                         handoffs.append({"edge": e.key, "round": r, "block": val})
                     old = slots.get(e.slot)
