@@ -54,3 +54,29 @@ def test_outer_step_bench_quick():
     res = json.loads(lines[-1])
     assert res["loss"]["batched"] == pytest.approx(res["loss"]["rollout"], rel=1e-4)
     assert all(v > 0 for v in res["step_s"].values())
+
+
+def test_answers_table_joins_eval_runs(tmp_path):
+    """bench/answers_table.py joins two `eval --json` outputs on the same rows into one table with intervals and
+    paired counts against the reference column, and refuses runs over other rows."""
+
+    def run(path, modes_correct, questions=("q1", "q2", "q3", "q4")):
+        rows = [{"question": q, "kind": "a" if i < 2 else "b",
+                 "outputs": {m: {"correct": ok[i]} for m, ok in modes_correct.items()}}
+                for i, q in enumerate(questions)]
+        path.write_text(json.dumps({"modes": {m: {} for m in modes_correct}, "rows": rows}))
+        return path
+
+    a = run(tmp_path / "a.json", {"single": [1, 0, 0, 0], "latent": [1, 1, 1, 0]})
+    b = run(tmp_path / "b.json", {"latent": [0, 1, 1, 1]})
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "answers_table.py"), f"one={a}", f"two={b}"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["reference"] == "one:latent" and res["columns"]["one:latent"]["correct"] == 3
+    assert res["columns"]["one:single"]["paired"] == {"only_a": 2, "only_b": 0, "p": 0.5}
+    assert res["columns"]["two:latent"]["by_kind"] == {"a": 1, "b": 2}
+    c = run(tmp_path / "c.json", {"latent": [1, 1, 1, 1]}, questions=("q1", "q2", "q3", "x"))
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "answers_table.py"), f"one={a}", f"three={c}"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode != 0 and "other rows" in r.stderr

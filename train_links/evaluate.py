@@ -5,7 +5,7 @@ MAS with closed-form-init (untrained) and with trained links, plus the latent an
 import torch
 
 from .batched import final_prompts, generate_batch, rollout_losses, run_latent_batch, single_prompts
-from .data import exact_match, well_formed
+from .data import exact_match, rivals_by_kind, well_formed
 
 BATCH = 16
 
@@ -20,20 +20,25 @@ def _text_prompts(agents, pattern, questions, rounds, text_tokens):
 @torch.no_grad()
 def latent_accuracy(agents, pattern, links, rows, rounds, m, max_new: int = 24) -> float:
     """Exact match of the latent MAS on `rows` (batched, greedy)."""
-    hits = 0
+    hits, rivals = 0, rivals_by_kind(rows)
     for at in range(0, len(rows), BATCH):
         chunk = rows[at:at + BATCH]
         prompts = run_latent_batch(agents, links, pattern, [r["question"] for r in chunk], rounds, m)
         answers = generate_batch(agents[pattern.final], prompts, max_new)
-        hits += sum(exact_match(a, r["answer"]) for a, r in zip(answers, chunk, strict=True))
+        hits += count_hits(answers, chunk, rivals)
     return hits / max(1, len(rows))
+
+
+def count_hits(answers: list[str], rows: list[dict], rivals: dict) -> int:
+    return sum(exact_match(a, r["answer"], rivals.get(r.get("kind", "all"), ())) for a, r in zip(answers, rows,
+                                                                                                    strict=True))
 
 
 @torch.no_grad()
 def evaluate(agents, pattern, rows, rounds, m, untrained, trained, max_new: int = 24, text_tokens: int = 64,
              progress=None) -> dict[str, dict]:
     """{setting: {"accuracy", "well_formed", "answer_ce" (latent settings), "rows"}}."""
-    final = agents[pattern.final]
+    final, rivals = agents[pattern.final], rivals_by_kind(rows)
     settings = {
         "single agent": lambda qs: single_prompts(agents, pattern, qs),
         "text MAS": lambda qs: _text_prompts(agents, pattern, qs, rounds, text_tokens),
@@ -47,7 +52,7 @@ def evaluate(agents, pattern, rows, rounds, m, untrained, trained, max_new: int 
         for at in range(0, len(rows), BATCH):
             chunk = rows[at:at + BATCH]
             answers = generate_batch(final, build([r["question"] for r in chunk]), max_new)
-            hits += sum(exact_match(a, r["answer"]) for a, r in zip(answers, chunk, strict=True))
+            hits += count_hits(answers, chunk, rivals)
             formed += sum(well_formed(a, r["answer"]) for a, r in zip(answers, chunk, strict=True))
             if name.startswith("latent"):
                 links = untrained if "init" in name else trained

@@ -50,6 +50,12 @@ def load_rows(cfg: Config) -> tuple[list[dict], list[dict], list[dict]]:
     aside for validation; the varied set (--data varied) validates on its own validation TEMPLATES, so the links
     are selected on wordings they never trained on. --exclude-family drops a family from training and
     validation (leave-one-family-out); the held-out rows keep it, to test on."""
+    from .tasks_varied import FAMILIES
+
+    unknown = sorted(set(cfg.exclude_family) - set(FAMILIES))
+    if unknown and (not cfg.data or cfg.data in ("builtin", "varied")):
+        raise MlcbuildError(f"--exclude-family {unknown[0]}: no such task family",
+                            f"use one of {', '.join(FAMILIES)}")
     if cfg.data == "varied":
         from .tasks_disjoint import disjoint_test
         from .tasks_varied import varied

@@ -108,16 +108,15 @@ def check_fits(sp: SlotPrompt, role, weights_sha256: str | None, where) -> None:
 
 def _score(agent, slots, rows, max_new) -> float:
     from .batched import generate_batch
-    from .data import exact_match, rivals_by_kind
+    from .data import rivals_by_kind
+    from .evaluate import BATCH, count_hits
 
     rivals, hits = rivals_by_kind(rows), 0
-    for at in range(0, len(rows), 16):
-        chunk = rows[at:at + 16]
+    for at in range(0, len(rows), BATCH):
+        chunk = rows[at:at + BATCH]
         prompts = [agent.prompt_embeds({"question": r["question"]}, slots) for r in chunk]
         with torch.no_grad():
-            outs = generate_batch(agent, prompts, max_new)
-        hits += sum(exact_match(o, r["answer"], rivals.get(r.get("kind", "all"), ())) for o, r in zip(outs, chunk,
-                                                                                                        strict=True))
+            hits += count_hits(generate_batch(agent, prompts, max_new), chunk, rivals)
     return hits / max(1, len(rows))
 
 
