@@ -150,7 +150,8 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
                            ckpt_every=cfg.checkpoint_every, rollout_steps=cfg.rollout_steps)
     summary = {"inner": {}, "outer": {}, "out": str(cfg.out)}
     resumed = cfg.resume and trainer.resume()
-    eval_rows = held[:cfg.eval_rows]
+    k = min(cfg.eval_rows, len(held))  # spread over the split: held-out rows come in family blocks
+    eval_rows = [held[i * len(held) // k] for i in range(k)]
     if resumed:
         summary["inner"] = trainer.extra.get("inner", {})
         untrained = copy.deepcopy(links)
