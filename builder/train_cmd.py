@@ -19,10 +19,13 @@ EXCLUDE = click.option("--exclude-family", multiple=True, help="Leave this task 
                        "training and validation, to test on it (leave-one-family-out). Repeatable.")
 
 
+PATTERN = click.option("--pattern", type=click.Choice(list(PATTERNS)), default="sequential", show_default=True)
+
+
 @click.command("train-links", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--agents", required=True, help="Comma-separated models, one per pattern agent: presets or local paths "
               "(HF folder or .gguf), e.g. tiny-qwen3,tiny-llama,tiny-qwen3.")
-@click.option("--pattern", type=click.Choice(list(PATTERNS)), default="sequential", show_default=True)
+@PATTERN
 @DATA
 @EXCLUDE
 @click.option("--rounds", type=int, default=3, show_default=True, help="Recursion rounds r.")
@@ -105,7 +108,7 @@ def train_links_cmd(agents, pattern, data, exclude_family, rounds, latent_steps,
 @click.command("train-prompt", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--agents", required=True, help="The same models as the links' train-links --agents (only the final "
               "agent is loaded and trained for).")
-@click.option("--pattern", type=click.Choice(list(PATTERNS)), default="sequential", show_default=True)
+@PATTERN
 @DATA
 @EXCLUDE
 @click.option("--latent-steps", type=int, default=16, show_default=True, help="m: the vectors per incoming edge of "

@@ -73,6 +73,18 @@ def load_rows(cfg: Config) -> tuple[list[dict], list[dict], list[dict]]:
     return data_mod.with_targets(train, cfg.answer_target), data_mod.with_targets(val, cfg.answer_target), held
 
 
+def _setup(cfg: Config, resolve):
+    """(pattern, train rows, validation rows, held-out rows, agents by name): what links and prompt training share."""
+    torch.manual_seed(cfg.seed)
+    pattern = get_pattern(cfg.pattern, len(cfg.agents))
+    train_rows, val_rows, held = load_rows(cfg)
+    if not train_rows:
+        raise MlcbuildError("no training rows after the held-out split", "add rows to --data")
+    dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
+    agents = {a.name: a for a in make_agents(cfg.agents, pattern, dtype, resolve=resolve)}
+    return pattern, train_rows, val_rows, held, agents
+
+
 def _inner_stage(cfg, agents, links, train_rows, eval_rows, echo) -> dict:
     """Inner links on next-token pairs, then the outer links' closed-form start from the senders' pairs."""
     summary, pairs = {}, {}
@@ -136,13 +148,7 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
     dist.init()
     if not dist.is_main():
         echo = lambda s: None  # noqa: E731 - one rank speaks
-    torch.manual_seed(cfg.seed)
-    pattern = get_pattern(cfg.pattern, len(cfg.agents))
-    train_rows, val_rows, held = load_rows(cfg)
-    if not train_rows:
-        raise MlcbuildError("no training rows after the held-out split", "add rows to --data")
-    dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
-    agents = {a.name: a for a in make_agents(cfg.agents, pattern, dtype, resolve=resolve)}
+    pattern, train_rows, val_rows, held, agents = _setup(cfg, resolve)
     links = LinkSet(agents, pattern, cfg.seed, cfg.inner_width, cfg.outer_width)
     ckpt = Path(cfg.checkpoint or f"{cfg.out}.ckpt")
     trainer = OuterTrainer(agents, links, pattern, train_rows, cfg.outer_steps, cfg.rounds, cfg.latent_steps,
@@ -235,13 +241,7 @@ def run_prompt(cfg: Config, echo=print, resolve=local_source) -> dict:
     from . import prompt_tuning
 
     _check(cfg)
-    torch.manual_seed(cfg.seed)
-    pattern = get_pattern(cfg.pattern, len(cfg.agents))
-    train_rows, val_rows, _ = load_rows(cfg)
-    if not train_rows:
-        raise MlcbuildError("no training rows after the held-out split", "add rows to --data")
-    dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
-    agents = {a.name: a for a in make_agents(cfg.agents, pattern, dtype, resolve=resolve)}
+    pattern, train_rows, val_rows, _, agents = _setup(cfg, resolve)
     final = agents[pattern.final]
     steps = cfg.outer_steps + cfg.rollout_steps
     with bar(steps, "prompt", cfg.progress, unit="step") as b:
