@@ -69,11 +69,16 @@ def save(path, agents: dict, pattern: Pattern, links, m: int, rounds: int, dtype
         doc["links"].append({"name": name, "kind": kind, "src": src, "dst": dst, "slot": edge.slot if edge else None,
                              "src_dim": mod.d_src, "dst_dim": mod.d_tgt, "width": mod.width, "dtype": dtype,
                              "tensors": {k: _encode(v, dtype, f"{name}.{k}") for k, v in mod.state_dict().items()}})
+    return write_json(path, doc)
+
+
+def write_json(path, doc: dict) -> Path:
+    """Write `doc` atomically as an ordinary file (the umask's modes, not the private temp file's)."""
     path = Path(path)
     write_bytes_atomic(path, (json.dumps(doc, indent=1) + "\n").encode())
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)  # the temp file was private; the result is an ordinary file
+    os.chmod(path, 0o666 & ~umask)
     return path
 
 

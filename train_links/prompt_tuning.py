@@ -12,7 +12,6 @@ model id, weights hash and role, so `mlcbuild eval --prompt FILE --modes prompt-
 import copy
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +50,7 @@ def save(path, agent, slots: dict[str, torch.Tensor], training: dict, dtype: str
                      "hidden_size": agent.d, "role": {"system": agent.role.system, "user": agent.role.user,
                                                       "target": agent.role.target}},
            "slots": {k: fmt._encode(v, dtype, f"slot {k}") for k, v in slots.items()}, "dtype": dtype}
-    path = Path(path)
-    write_bytes_atomic(path, (json.dumps(doc, indent=1) + "\n").encode())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-    return path
+    return fmt.write_json(path, doc)
 
 
 def load(path, hidden_size: int | None = None) -> SlotPrompt:
