@@ -27,11 +27,23 @@ def run_cli(*args, env=None, timeout=900, cwd=None):
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd or REPO)
 
 
+def small_env() -> dict:
+    """The least environment `mlcbuild` runs in (like `env -i PATH=... HOME=...`), keeping only what picks its cache,
+    its tools and the C compiler. With big_env() and another cwd: two environments a build must not see (issue 27)."""
+    keep = ("PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME", "CC", "CXX", "NODE_PATH")
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith(("MLCBUILD_", "EM_", "HF_"))}
+
+
+def big_env() -> dict:
+    """This environment and 20 kB more: every process's stack and heap addresses move."""
+    return {**os.environ, "MLCBUILD_TEST_PADDING": "x" * 20000}
+
+
 # pytest-xdist (scripts/test: --dist loadfile) hands whole files to its workers in collection order, so the
 # longest files go first: otherwise one worker ends the run alone on the ~8-minute kill-safety file
 SLOW_FIRST = ("test_kill_safety.py", "test_latent_smollm2_webgpu.py", "test_gemma3.py", "test_models_webgpu.py",
               "test_webllm.py", "test_smollm2.py", "test_patterns.py", "test_gemma3_webgpu.py", "test_make.py",
-              "test_latent_webgpu.py", "test_playground.py")
+              "test_latent_webgpu.py", "test_playground.py", "test_reproducible.py", "test_playground_people.py")
 
 
 def pytest_collection_modifyitems(config, items):

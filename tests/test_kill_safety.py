@@ -11,14 +11,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import mlcbuild_script
+from conftest import big_env, mlcbuild_script
 
 ARGS = ["make", "tiny-qwen3", "--quant", "q0f32", "--target", "all", "--quiet"]
 
 
-def _start(out: Path) -> subprocess.Popen:
+def _start(out: Path, **popen) -> subprocess.Popen:
     return subprocess.Popen([mlcbuild_script(), *ARGS, "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, **popen)
 
 
 def _compile_child(parent: psutil.Process, target: str, timeout: float = 120) -> psutil.Process:
@@ -78,13 +78,14 @@ def test_make_killed_at_random_points_resumes_with_the_finished_steps(tmp_path):
     """SIGKILL at 5 random moments (every other one of the parent alone, its compile child then dies with it;
     the others of the whole process group). Each rerun completes, reuses exactly the steps the killed run had
     finished (and says so), leaves no temp folder and no process behind, and writes the uninterrupted manifest,
-    whose sha256 of every file is the reference build's, also for the two reruns with another compile beside them."""
+    whose sha256 of every file is the reference build's, also for the two reruns with another compile beside them.
+    The reference is built in another environment (cwd, 20 kB more environment): the bytes must not depend on it."""
     import json
     import random
     import shutil
 
     t0 = time.time()
-    ref = _start(tmp_path / "ref")
+    ref = _start(tmp_path / "ref", cwd=tmp_path, env=big_env())
     assert ref.wait(600) == 0, ref.stderr.read()
     full_s = time.time() - t0
     want = (tmp_path / "ref" / "tiny-qwen3-q0f32" / "manifest.json").read_bytes()

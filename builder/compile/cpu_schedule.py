@@ -254,6 +254,7 @@ def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None,
     (query heads, kv heads, head dim, dtype) swaps in our prefill attention kernel (cpu_attention.py), and for a model
     with sliding layers (`sliding_window` > 0) our attention over their cached pages."""
     from .cpu_attention import swap_ragged_prefill, swap_sliding_prefill
+    from .stable_order import after_shape_lower
 
     swap = [swap_ragged_prefill(*heads)] if heads and heads[2] % 16 == 0 else []
     if heads and sliding_window > 0:
@@ -263,7 +264,7 @@ def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None,
     def _pipeline(mod: tvm.ir.IRModule, _ctx) -> tvm.ir.IRModule:
         seq = (cpu_passes.library_dispatch_passes(target) + cpu_passes.legalize_passes(target) + swap
                + schedule_passes(target) + cpu_passes.dataflow_lower_passes(target)
-               + cpu_passes.finalize_passes(target))
+               + after_shape_lower(cpu_passes.finalize_passes(target)))  # same bytes in any environment
         with target:
             return tvm.transform.Sequential(seq)(mod)
 

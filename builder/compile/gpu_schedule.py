@@ -102,6 +102,8 @@ def schedule_row_matmuls(linear=(ROWS, LANES), lm_head=LM_HEAD):
 def gpu_pipeline(target, linear=(ROWS, LANES), lm_head=LM_HEAD):
     """The relax pipeline for `tvm.compile(mod, target, relax_pipeline=...)` on WebGPU; `linear` / `lm_head`:
     (rows, lanes) of their one-row kernels, or None for dlight's schedule (bench/webgpu_gemv.py)."""
+    from .stable_order import after_shape_lower
+
     legalize = generic.legalize_passes(target)
     fuse_end = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
 
@@ -109,7 +111,7 @@ def gpu_pipeline(target, linear=(ROWS, LANES), lm_head=LM_HEAD):
     def _pipeline(mod: tvm.ir.IRModule, _ctx) -> tvm.ir.IRModule:
         seq = (generic.library_dispatch_passes(target) + legalize[:fuse_end]
                + [schedule_row_matmuls(linear, lm_head)] + legalize[fuse_end:] + generic.dataflow_lower_passes(target)
-               + generic.finalize_passes(target))
+               + after_shape_lower(generic.finalize_passes(target)))  # same bytes in any environment
         with target:
             return tvm.transform.Sequential(seq)(mod)
 
