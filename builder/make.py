@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlcbuild_common.errors import MlcbuildError
-from mlcbuild_common.fsutil import atomic_dir, sha256_file, source_digest, write_bytes_atomic, write_json_atomic
+from mlcbuild_common.fsutil import (
+    atomic_dir,
+    public_mode,
+    sha256_file,
+    source_digest,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 
 from . import __version__, pins
 from .buildlock import STEPS_RECORD, output_lock, remove_if_we_made_it, salvage_dir
@@ -54,7 +61,8 @@ def compiler_digest(target: str) -> str:
     here = Path(__file__).resolve().parent
     own = ("cpu_schedule.py", "cpu_attention.py") if target == "cpu" else ("wasm.py", "gpu_attention.py",
                                                                            "gpu_schedule.py")
-    files = sorted((here / "models").glob("*.py")) + [here / "compile" / n for n in ("library.py", *own)]
+    shared = ("library.py", "stable_order.py", "checked_cse.py")
+    files = sorted((here / "models").glob("*.py")) + [here / "compile" / n for n in (*shared, *own)]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
@@ -119,6 +127,7 @@ def _reuse(prev_dir: Path, prev: dict | None, step: str, key: str, names, tmp: P
             os.link(prev_dir / name, tmp / name)
         except OSError:
             shutil.copy2(prev_dir / name, tmp / name)
+        public_mode(tmp / name)  # a build made before files were published 0644 passes its 0600 on
     return bool(files)
 
 

@@ -28,6 +28,26 @@ def source_digest(src: Path) -> str:
     return h.hexdigest()
 
 
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask can only read by setting)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def public_mode(path, is_dir: bool = False) -> None:
+    """Give a temp file or folder (mkstemp: 0600, mkdtemp: 0700) the modes open() and mkdir() would have given
+    it, so a web server running as another user can read what we publish. Executable files stay executable."""
+    full = is_dir or os.stat(path).st_mode & 0o100
+    os.chmod(path, (0o777 if full else 0o666) & ~umask())
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -36,6 +56,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        public_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -53,6 +74,7 @@ def atomic_dir(final: Path):
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
         yield tmp
+        public_mode(tmp, is_dir=True)
         if final.exists():
             old = final.with_name(f".{final.name}.old.{os.getpid()}")
             os.replace(final, old)

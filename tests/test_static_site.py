@@ -4,6 +4,11 @@ origin that sends CORS headers. Latent and text run in headless Chromium and the
 against the Python reference on the CPU libraries. The tiny 3-agent system of tests/test_playground.py."""
 
 import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
 import threading
 import urllib.parse
 from contextlib import contextmanager
@@ -51,6 +56,59 @@ def plain_server(root: Path, cors: bool = False):
         httpd.server_close()
 
 
+# http.server in another process, as another OS user (what nginx or Apache are): it can read only what our files'
+# modes let any user read. Logs "path status" per request on stderr, sends CORS headers.
+OTHER_USER_SERVER = r"""
+import sys
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+class H(SimpleHTTPRequestHandler):
+    def end_headers(self):
+        self.send_header("Access-Control-Allow-Origin", "*")
+        super().end_headers()
+    def log_request(self, code="-", size="-"):
+        sys.stderr.write(f"{self.path} {int(code)}\n")
+        sys.stderr.flush()
+httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(H, directory=sys.argv[1]))
+print(httpd.server_address[1], flush=True)
+httpd.serve_forever()
+"""
+
+
+@contextmanager
+def server_as_other_user(root: Path, user: str = "nobody"):
+    """Serve `root` as `user` with the system python (ours may sit under /root, which `user` cannot enter).
+    Yields (url, log); log fills with (path, status) once the server has stopped."""
+    py = shutil.which("python3", path="/usr/bin:/bin")
+    assert py, "this test needs /usr/bin/python3 to run a server as another user"
+    cmd = [py, "-c", OTHER_USER_SERVER, str(root)]
+    if os.geteuid() == 0:
+        proc = subprocess.Popen(cmd, user=user, group=user if user != "nobody" else "nogroup", extra_groups=[],
+                                cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    else:  # a CI runner with passwordless sudo
+        proc = subprocess.Popen(["sudo", "-n", "-u", user, *cmd], cwd="/", stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    log = []
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.isdigit(), f"the server as {user} did not start: {proc.stderr.read() if proc.poll() else ''}"
+        yield f"http://127.0.0.1:{port}/", log
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        log.extend((ln.rsplit(" ", 1)[0], int(ln.rsplit(" ", 1)[1])) for ln in err.splitlines()
+                   if ln.rsplit(" ", 1)[-1].isdigit())
+
+
+@pytest.fixture(scope="module")
+def published():
+    """A folder as a web root is (0755, like /var/www), outside pytest's private temp tree."""
+    root = Path(tempfile.mkdtemp(prefix="mlcbuild-www-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, cli):
     """The bundle, written by the CLI into <root>/some/sub/path/."""
@@ -61,9 +119,10 @@ def site(tmp_path_factory, cli):
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory):
-    """Links saved first, then the builds: make's own builds.json must list both and tie each role to its build."""
-    return tiny_system(tmp_path_factory.mktemp("artifacts"), m=M, rounds=ROUNDS)
+def system(published):
+    """Links saved first, then the builds: make's own builds.json must list both and tie each role to its build.
+    Written into a published folder: the page loads them from a server running as another user."""
+    return tiny_system(published, m=M, rounds=ROUNDS)
 
 
 def test_bundle_is_self_contained(site):
@@ -94,6 +153,17 @@ def test_builds_json_written_by_make(system):
     assert links["file"] == "recursivelink.json" and links["pattern"] == "sequential"
     assert [(a["name"], a["builds"]) for a in links["agents"]] == [
         (role, [d.name]) for role, d in zip(["planner", "critic", "solver"], system["dirs"], strict=True)]
+
+
+def test_published_files_are_readable_by_any_user(system, cli):
+    """make, its builds.json and the links writer (temp file + rename) leave ordinary modes (umask 022: files
+    0644, folders 0755), not mkstemp's 0600 / mkdtemp's 0700; so does `mlcbuild index`."""
+    p = cli("index", str(system["tmp"]))
+    assert p.returncode == 0, p.stderr
+    private = [f"{oct(stat.S_IMODE(q.stat().st_mode))} {q.relative_to(system['tmp'])}"
+               for q in [system["tmp"], *system["tmp"].rglob("*")]
+               if q.stat().st_mode & (0o005 if q.is_dir() else 0o004) != (0o005 if q.is_dir() else 0o004)]
+    assert not private, private
 
 
 def test_index_cli_and_odd_folders(tmp_path, cli):
@@ -168,9 +238,15 @@ def open_site(site_url, art_url, artifacts, name, timeout_s=600, chromium_args=(
 def test_static_site_runs_latent_and_text_from_another_origin(site, system, artifacts):
     from builder.run.latent import LatentMAS
 
-    with plain_server(site) as (site_url, site_seen), plain_server(system["tmp"], cors=True) as (art_url, art_seen):
+    # the artifacts come from a server running as another OS user (as nginx would serve them)
+    with plain_server(site) as (site_url, site_seen), server_as_other_user(system["tmp"]) as (art_url, art_log):
         res = open_site(site_url, art_url, artifacts, "static-site-both", mode="both")
     assert res["ok"], f"{res['error']}\n" + "\n".join(res["console"][-20:])
+    art_seen = [path for path, _ in art_log]
+    # every file that exists was served to the other user (the page also probes for optional files: 404 is right)
+    unreadable = [(path, code) for path, code in art_log
+                  if code >= 400 and (system["tmp"] / urllib.parse.unquote(path.split("?")[0]).lstrip("/")).exists()]
+    assert art_log and not unreadable, unreadable
     got = res["result"]
     # the page asked its own origin for nothing outside its sub-path, and found the builds through builds.json
     assert {p.split("?")[0] for p in site_seen} - {"/favicon.ico"} == {f"/{SUB}/", f"/{SUB}/app.js"}

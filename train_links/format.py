@@ -7,7 +7,6 @@ import binascii
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,12 +72,9 @@ def save(path, agents: dict, pattern: Pattern, links, m: int, rounds: int, dtype
 
 
 def write_json(path, doc: dict) -> Path:
-    """Write `doc` atomically as an ordinary file (the umask's modes, not the private temp file's)."""
+    """Write `doc` atomically, with the modes of an ordinary file (fsutil.write_bytes_atomic)."""
     path = Path(path)
     write_bytes_atomic(path, (json.dumps(doc, indent=1) + "\n").encode())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
     return path
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlcbuild_common import progress
 from mlcbuild_common.errors import BuildFailed, MlcbuildError
+from mlcbuild_common.fsutil import public_mode
 
 from ..buildlock import die_with_parent
 from ..models import ModelConfig, build_graph
@@ -41,9 +42,9 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
                   show_progress: bool = True, verbose: bool = False, row_kernels: dict | None = None) -> dict:
     """Compile in a child process with a fixed PYTHONHASHSEED and address-space randomization off.
 
-    The order of a few emitted instructions depends on Python's string hash seed and on heap addresses
-    (pointer-keyed maps in the compiler); pinning both makes two builds byte-identical. The child also
-    gives its memory back to the OS when it exits.
+    Both pins are a second line of defence: the order that followed heap addresses (TVM's VMShapeLower, which
+    moved with the size of the environment) is fixed by stable_order.py, so builds are byte-identical in any
+    environment (tests/test_reproducible.py). The child also gives its memory back to the OS when it exits.
     """
     if target not in TARGETS:  # validate before starting a process (without importing TVM here)
         raise MlcbuildError(f"unknown target '{target}'", f"use one of {', '.join(TARGETS)}")
@@ -141,6 +142,7 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
         os.close(fd)
         try:
             ex.export_library(tmp)
+            public_mode(tmp)
             os.replace(tmp, out)
         finally:
             Path(tmp).unlink(missing_ok=True)

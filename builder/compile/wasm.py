@@ -12,6 +12,7 @@ from pathlib import Path
 from tvm.target import Target
 
 from mlcbuild_common.errors import BuildFailed
+from mlcbuild_common.fsutil import public_mode
 
 from .runtime import ensure_runtime
 from .toolchain import emcc_env, find_emcc
@@ -51,6 +52,7 @@ def export_wasm(executable, out: Path, opt_level: int = 1, show_progress: bool =
     os.close(fd)
     try:
         executable.export_library(tmp, fcompile=make_linker(opt_level, show_progress))
+        public_mode(tmp)
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
