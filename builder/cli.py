@@ -98,6 +98,17 @@ LATENT_STEPS = click.option("--latent-steps", type=click.IntRange(1, 4096), defa
                             help="Default: the links' m.")
 FORCE_LINKS = click.option("--force-links", is_flag=True,
                            help="Run links trained on other weights than the builds' (warns).")
+ROLES = click.option("--roles", "roles_file", type=click.Path(dir_okay=False), default=None,
+                     help="Role prompts edited in the playground (its Download roles JSON): system and user templates "
+                     "with {question} and the role's slot markers; roles left out keep their trained prompts.")
+
+
+def _load_roles(path):
+    from .run.roles import load
+
+    return load(path) if path else None
+
+
 MAX_SEQ_LEN = click.option("--max-seq-len", type=click.IntRange(16, 1 << 20), default=None,
                            help="KV cache positions per sequence (default 2048 for ask, 1024 per agent for run and "
                            "eval; at most the model's context).")
@@ -259,14 +270,19 @@ def ask(build_dir, question, max_tokens, max_seq_len, as_json):
               "Chromium instead of the Python loop on the CPU libraries.")
 @FORCE_LINKS
 @MAX_SEQ_LEN
+@ROLES
 @click.option("--json", "as_json", is_flag=True)
 def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, text_tokens, browser, force_links,
-        max_seq_len, as_json):
+        max_seq_len, roles_file, as_json):
     """Run the RecursiveMAS loop: latent hand-offs, text hand-offs, the final agent alone, and compare them."""
     from pathlib import Path
 
     dirs = [Path(a.strip()) for a in agents.split(",") if a.strip()]
     modes = {"both": ["latent", "text"], "all": ["single", "text", "latent"]}.get(mode, [mode])
+    roles = _load_roles(roles_file)
+    if roles and browser:
+        raise MlcbuildError("--roles works on the CPU libraries only", "drop --browser, or edit the roles in the "
+                            "playground (mlcbuild serve)")
     if browser:
         from .run.latent_browser import run_browser
 
@@ -278,7 +294,7 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
         from .run.latent import LatentMAS
 
         mas = LatentMAS(dirs, Path(links_file), max_seq_len=max_seq_len or 1024, force_links=force_links,
-                        warn=lambda s: click.echo(s, err=True))
+                        warn=lambda s: click.echo(s, err=True), roles=roles)
         res = {md: mas.run(question, md, max_new_tokens=max_tokens, text_tokens=text_tokens, rounds=rounds,
                            m=latent_steps) for md in modes}
     if as_json:
@@ -315,6 +331,9 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
               "zero (every hand-off replaced by zeros).")
 @click.option("--prompt", "prompt_file", type=click.Path(dir_okay=False), default=None,
               help="The slot prompt from `mlcbuild train-prompt`, for --modes prompt-tuned.")
+@click.option("--family", multiple=True,
+              help="Only rows of this task family (a row's kind), e.g. the one left out of training with "
+              "train-links --exclude-family. Repeatable.")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Only N rows, spread evenly over the data (every family of the built-in split stays in).")
 @ROUNDS
@@ -326,10 +345,11 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
               help="Text MAS: each agent writes until its turn ends, at most this many tokens.")
 @FORCE_LINKS
 @MAX_SEQ_LEN
+@ROLES
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and every row's outputs as JSON.")
-def eval_cmd(agents, links_file, data, modes, prompt_file, limit, rounds, latent_steps, max_tokens, text_tokens,
-             force_links, max_seq_len, quiet, as_json):
+def eval_cmd(agents, links_file, data, modes, prompt_file, family, limit, rounds, latent_steps, max_tokens, text_tokens,
+             force_links, max_seq_len, roles_file, quiet, as_json):
     """Exact-match accuracy of one agent, a text MAS and the latent MAS on held-out rows (CPU libraries)."""
     from pathlib import Path
 
@@ -351,10 +371,17 @@ def eval_cmd(agents, links_file, data, modes, prompt_file, limit, rounds, latent
         rows = disjoint_test()
     else:
         rows = load_jsonl(data) if data and data != "builtin" else builtin()[1]
+    if family:
+        kinds = sorted({r.get("kind") for r in rows if r.get("kind")})
+        rows = [r for r in rows if r.get("kind") in family]
+        if not rows:
+            raise MlcbuildError(f"--family {', '.join(family)}: no row of {data or 'builtin'} has that kind",
+                                f"use one of {', '.join(kinds) or '(the rows have no kind field)'}")
     if limit and limit < len(rows):
         rows = [rows[i * len(rows) // limit] for i in range(limit)]
     mas = LatentMAS([Path(a.strip()) for a in agents.split(",") if a.strip()], Path(links_file),
-                    max_seq_len=max_seq_len or 1024, force_links=force_links, warn=lambda s: click.echo(s, err=True))
+                    max_seq_len=max_seq_len or 1024, force_links=force_links, warn=lambda s: click.echo(s, err=True),
+                    roles=_load_roles(roles_file))
     if rounds or latent_steps:
         mas.rounds, mas.m = rounds or mas.rounds, latent_steps or mas.m
     slot_prompt = None
@@ -368,7 +395,7 @@ def eval_cmd(agents, links_file, data, modes, prompt_file, limit, rounds, latent
     with bar(len(rows) * len(chosen), "eval", not (quiet or as_json), unit="run") as b:
         res = evaluate(mas, rows, chosen, max_tokens, text_tokens, progress=b, slot_prompt=slot_prompt)
     res["config"] = {"agents": agents, "links": str(links_file), "data": data or "builtin held-out",
-                     "prompt": prompt_file,
+                     "family": list(family), "prompt": prompt_file, "roles": roles_file,
                      "rounds": mas.rounds, "latent_steps": mas.m, "max_tokens": max_tokens, "text_tokens": text_tokens}
     if as_json:
         emit_json(res)
@@ -382,12 +409,14 @@ def _register_more():
     from .builds_index import index_cmd
     from .bundle import bundle_cmd
     from .run.serve import serve_cmd
+    from .verify import verify_cmd
 
     cli.add_command(train_links_cmd)
     cli.add_command(train_prompt_cmd)
     cli.add_command(serve_cmd)
     cli.add_command(bundle_cmd)
     cli.add_command(index_cmd)
+    cli.add_command(verify_cmd)
 
 
 _register_more()

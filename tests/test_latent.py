@@ -148,6 +148,16 @@ def test_eval_command_scores_every_mode_and_family(system, cli, tmp_path):
     table = cli("eval", "--agents", agents, "--links", str(system["links_file"]), "--data", str(data), "--limit",
                 "1", "--modes", "single,latent", "--quiet")
     assert table.returncode == 0 and "exact match" in table.stdout and "latent MAS" in table.stdout
+    only = cli("eval", "--agents", agents, "--links", str(system["links_file"]), "--data", str(data), "--family",
+               "facts", "--family", "comparison", "--modes", "single", "--max-tokens", "6", "--json")
+    assert only.returncode == 0, only.stderr
+    picked = json.loads(only.stdout)
+    assert [r["question"] for r in picked["rows"]] == [rows[1]["question"], rows[2]["question"]]
+    assert [r["outputs"]["single"]["output"] for r in picked["rows"]] == \
+        [r["outputs"]["single"]["output"] for r in res["rows"][1:]]
+    none = cli("eval", "--agents", agents, "--links", str(system["links_file"]), "--data", str(data), "--family",
+               "dates")
+    assert none.returncode == 1 and none.stderr.count("\n") == 1 and "arithmetic, comparison, facts" in none.stderr
     data.write_text(json.dumps(rows[0]) + "\n" + '{"question": "q"}\n')
     bad = cli("eval", "--agents", agents, "--links", str(system["links_file"]), "--data", str(data))
     assert bad.returncode == 1 and bad.stderr.strip() == f"mlcbuild: error: {data}:2: missing 'answer' " \

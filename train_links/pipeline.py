@@ -210,6 +210,7 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
                 "inner_steps": cfg.inner_steps,
                 "outer_steps": cfg.outer_steps, "rollout_steps": cfg.rollout_steps, "batch": cfg.batch,
                 "answer_target": cfg.answer_target, "lr": cfg.lr, "init": cfg.init,
+                "max_new_tokens": cfg.max_new,  # the answer budget it was validated with (the playground's default)
                 "init_from": trainer.extra.get("init_from"),
                 "init_from_commands": trainer.extra.get("init_from_commands", []),  # run these first to reproduce
                 "pair_rows": cfg.pair_rows, "seed": cfg.seed, "dtype": cfg.dtype,

@@ -95,19 +95,25 @@ class Agent:
 
 class LatentMAS:
     def __init__(self, build_dirs: list[Path], links_file: Path, max_seq_len: int = 1024, reuse_kv: bool = True,
-                 force_links: bool = False, warn=None):
+                 force_links: bool = False, warn=None, roles: dict | None = None):
+        """`roles`: a roles document (builder.run.roles.load, the playground's export) replacing the trained
+        prompt templates of some roles; the links and the graph stay."""
         self.reuse_kv = reuse_kv
         from train_links import format as fmt
         from train_links.links import make_link
 
+        self.lf = fmt.load(links_file)
+        self.pattern = self.lf.pattern
+        if roles:  # before any model loads: a bad template is the user's to fix, and cheap to report
+            from .roles import apply
+
+            self.pattern = apply(self.pattern, roles)
         engines: dict[str, Engine] = {}
         for d in build_dirs:
             key = str(Path(d).resolve())
             if key not in engines:
                 engines[key] = Engine(Path(d), max_seq_len=max_seq_len)
         dims = {}
-        self.lf = fmt.load(links_file)
-        self.pattern = self.lf.pattern
         if len(build_dirs) != len(self.pattern.agents):
             raise MlcbuildError(f"{links_file}: pattern {self.pattern.name} has agents {self.pattern.agents}, "
                                 f"got {len(build_dirs)} build folder(s)", "pass one build folder per agent, in order")

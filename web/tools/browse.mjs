@@ -4,6 +4,9 @@
 //
 //   node web/tools/browse.mjs --url http://127.0.0.1:PORT/page.html [--timeout 60000]
 //        [--screenshot out.png] [--screenshot-always] [--profile DIR] [--throttle KBIT_S,LATENCY_MS] [--arg FLAG]...
+//        [--widths 1440,390:dark] [--color-scheme light|dark]
+// --widths: after the page is done, one full-page screenshot per viewport width (out-1440.png, out-390.png), each in
+// the color scheme named after a colon (else as it was), for the docs.
 // --profile keeps the browser profile (Cache API storage included) in DIR, so a second visit finds the first one's
 // cached artifacts; without it every run starts from a fresh, empty profile that is removed afterwards.
 // --throttle emulates a slower network for the page's requests (DevTools' network conditions; Cache API reads are
@@ -15,7 +18,7 @@ import { join } from "node:path";
 
 function parseArgs(argv) {
   const opts = { timeout: 60000, screenshot: null, screenshotAlways: false, url: null, profile: null, throttle: null,
-    args: [] };
+    args: [], widths: [], colorScheme: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--url") opts.url = argv[++i];
@@ -24,6 +27,8 @@ function parseArgs(argv) {
     else if (a === "--screenshot-always") opts.screenshotAlways = true;
     else if (a === "--profile") opts.profile = argv[++i];
     else if (a === "--arg") opts.args.push(argv[++i]);
+    else if (a === "--widths") opts.widths = argv[++i].split(",").map((w) => w.split(":"));
+    else if (a === "--color-scheme") opts.colorScheme = argv[++i];
     else if (a === "--throttle") {
       const [kbit, latency] = argv[++i].split(",").map(Number);
       if (!(kbit > 0) || !(latency >= 0)) throw new Error("--throttle wants KBIT_S,LATENCY_MS, e.g. 100000,20");
@@ -58,6 +63,7 @@ async function main() {
       executablePath: chromiumPath(), headless: true, args: [...CHROMIUM_ARGS, ...opts.args],
     });
     page = context.pages()[0] ?? (await context.newPage());
+    if (opts.colorScheme) await page.emulateMedia({ colorScheme: opts.colorScheme });
     page.on("console", (m) => out.console.push(`${m.type()}: ${m.text()}`));
     page.on("pageerror", (e) => out.console.push(`pageerror: ${e.message}`));
     if (opts.throttle) {
@@ -83,6 +89,14 @@ async function main() {
   }
   if (page && opts.screenshot && (opts.screenshotAlways || !out.ok)) {
     try { await page.screenshot({ path: opts.screenshot, fullPage: true }); } catch { /* page gone */ }
+    for (const [w, scheme] of opts.widths) {
+      try {
+        if (scheme) await page.emulateMedia({ colorScheme: scheme });
+        await page.setViewportSize({ width: Number(w), height: 900 });
+        await page.waitForTimeout(300); // let the layout settle
+        await page.screenshot({ path: opts.screenshot.replace(/(\.png)?$/, `-${w}.png`), fullPage: true });
+      } catch { /* page gone */ }
+    }
   }
   if (context) await context.close().catch(() => {});
   if (!opts.profile) rmSync(profile, { recursive: true, force: true });

@@ -19,21 +19,22 @@ const WORKING = new Set(["prefill", "latent", "decoding"]);
 
 const STYLE = `
 svg.pattern-diagram { max-width: 100%; height: auto; }
-.pattern-diagram text { font: 12px system-ui, sans-serif; fill: #555; }
-.pattern-diagram .round { font-weight: 600; font-size: 13px; fill: #111; }
-.pattern-diagram .node rect { fill: #f7f7f7; stroke: #999; stroke-width: 1.2; }
+.pattern-diagram text { font: 12px system-ui, sans-serif; fill: var(--muted, #555); }
+.pattern-diagram .round { font-weight: 600; font-size: 13px; fill: var(--fg, #111); }
+.pattern-diagram .node rect { fill: var(--card, #f7f7f7); stroke: var(--muted, #999); stroke-width: 1.2; }
 .pattern-diagram .node.final rect { stroke-width: 2.4; }
-.pattern-diagram .node.done rect { fill: #eef6ee; }
-.pattern-diagram .node.active rect { fill: #fff4d6; stroke: #d97706; stroke-width: 2.8; }
-.pattern-diagram .node.failed rect { fill: #fde8e8; stroke: #c33; }
-.pattern-diagram .node .name { font-weight: 600; font-size: 13px; fill: #111; }
+.pattern-diagram .node.done rect { fill: var(--ok, #eef6ee); }
+.pattern-diagram .node.active rect { fill: var(--warn, #fff4d6); stroke: #d97706; stroke-width: 2.8; }
+.pattern-diagram .node.failed rect { fill: var(--bad, #fde8e8); stroke: #c33; }
+.pattern-diagram .node .name { font-weight: 600; font-size: 13px; fill: var(--fg, #111); }
 .pattern-diagram .edge { fill: none; stroke: #888; stroke-width: 1.6; marker-end: url(#diagram-arrow); }
 .pattern-diagram .edge.next-round { stroke-dasharray: 6 4; }
 .pattern-diagram .edge.carried { stroke: #3d7a4b; }
 .pattern-diagram .edge.inflight { stroke: #d97706; stroke-width: 3.2; stroke-dasharray: 8 5;
   marker-end: url(#diagram-arrow-hot); animation: diagram-flow .7s linear infinite; }
 @keyframes diagram-flow { to { stroke-dashoffset: -13; } }
-.pattern-diagram .slot { fill: #333; paint-order: stroke; stroke: #fff; stroke-width: 4px; }
+.pattern-diagram .slot { fill: var(--fg, #333); paint-order: stroke; stroke: var(--card, #fff);
+  stroke-width: 4px; }
 .pattern-diagram .slot.inflight { fill: #b45309; font-weight: 600; }
 `;
 

@@ -1,22 +1,31 @@
-// The playground page (web/index.html): pick a links file (its pattern) and a build per role, run the RecursiveMAS
-// loop latent / text / both, draw the pattern as it runs (diagram.js), show agent status, latent hand-offs (with a
-// nearest-token peek), the answers and a latent-vs-text table.
+// The playground page (web/index.html): pick a links file (its pattern) and a build per role, edit the roles' prompts
+// (roles-editor.js), ask a question (or pick an example), run one agent / the text MAS / the latent MAS, watch the
+// pattern (diagram.js), every agent's stage (status.js) and turn (transcript.js), then share the setup as a link or
+// keep the run as a file (share.js).
 // Artifacts come from a base URL (?artifacts=, artifacts.js) that may be another origin; build and links URLs are
-// relative to it. URL params (?auto=1&builds=..&links=..&r=..&m=..&max=..&q=..&mode=both) run without clicks and
-// publish window.__mlcbuildResult (or window.__mlcbuildError plus a result carrying the #error text) for tests; the
-// buttons publish the same way, ?auto=load only loads (and caches) the models, and ?click=<button id> (without auto)
-// presses one after the page is set up; ?pick=<links URL> chooses that links file in the pattern picker instead.
-import { loadSystem, runLatent, runText } from "../mas/loop.js";
+// relative to it. URL params (?auto=1&builds=..&links=..&r=..&m=..&max=..&q=..&roles=..&mode=both) run without clicks
+// and publish window.__mlcbuildResult (or window.__mlcbuildError plus a result carrying the #error text) for tests;
+// the buttons publish the same way, ?auto=load only loads (and caches) the models, ?fill={"id": "text"} types into
+// fields, ?click=<button id> (without auto) presses one after the page is set up, ?pick=<links URL> chooses that
+// links file in the pattern picker, and ?view=<run file URL> shows a saved run without running.
+import { runLatent, runSingle, runText } from "../mas/loop.js";
 import { loadLinks } from "../mas/links.js";
+import { parseRolesDoc, withRoles } from "../mas/roles.js";
 import { fetchJSON } from "../runtime/fetching.js";
-import { LinkMismatchError } from "../runtime/errors.js";
+import { PromptTemplateError } from "../runtime/errors.js";
 import { detectGPU } from "../runtime/model.js";
 import { clearArtifactCache } from "../runtime/cache.js";
 import { explain } from "./messages.js";
 import { $, el } from "./dom.js";
-import { readTable, showAnswer, showHandoffs, showTable } from "./results.js";
+import { answerMeta, peekHandoffs, readTable, showAnswer, showHandoffs, showTable } from "./results.js";
 import { artifactsBase, defaultLinks, describe, guessBuild, linksLabel, loadIndex } from "./artifacts.js";
 import { Diagram } from "./diagram.js";
+import { RolesEditor } from "./roles-editor.js";
+import { Transcript, agentTokens } from "./transcript.js";
+import { Status } from "./status.js";
+import { loadChecked } from "./loading.js";
+import { keyboardSubmit, setupExamples, showExpected, trainedBudget } from "./controls.js";
+import { checkRecord, downloadJSON, readJSONFile, recordOf, rolesFromParams, runRecord, shareUrl } from "./share.js";
 
 const q = new URLSearchParams(location.search);
 const base = artifactsBase(q);
@@ -26,13 +35,18 @@ let pattern = null; // {agents: [...], links file meta}
 let system = null; // loaded system, keyed by systemKey
 let systemKey = null;
 let busy = false;
+let lastRun = null; // the last run record (Download run)
 const diagram = new Diagram($("diagram"));
+const status = new Status(diagram);
+const roles = new RolesEditor($("role-prompts"));
+const transcript = new Transcript($("transcript"));
 
 function showError(e) {
   const x = explain(e);
   const box = $("error");
   box.replaceChildren(el("strong", x.title), el("div", x.detail), x.fix ? el("div", `How to fix: ${x.fix}`) : "");
   box.classList.add("show");
+  box.scrollIntoView?.({ block: "nearest" });
   console.error(e);
   return x;
 }
@@ -40,11 +54,6 @@ function showError(e) {
 function showNote(text) { $("notes").append(el("div", text)); }
 
 function clearError() { $("error").classList.remove("show"); $("error").replaceChildren(); }
-
-function progress(fraction, text) {
-  if (fraction !== null && fraction !== undefined) $("progress").value = fraction;
-  $("progress-text").textContent = text;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // artifacts and roles
@@ -75,39 +84,38 @@ function syncPicker(url) {
   pick.value = [...pick.options].some((o) => o.value === url) ? url : "";
 }
 
-async function loadPattern(preset = []) {
+async function loadPattern(preset = [], edits = {}) {
   const url = $("links-url").value.trim();
   if (!url) throw new Error("no recursivelink.json URL: type one in the links field");
   const ls = await loadLinks(at(url));
   pattern = { agents: ls.pattern.agents, rounds: ls.rounds, m: ls.m, name: ls.pattern.name, url, links: ls };
   syncPicker(at(url));
-  // r and m follow the links file unless the user (or the URL) set them
-  for (const [id, key] of [["rounds", "rounds"], ["m", "m"]]) {
+  // r, m and the answer budget follow the links file unless the user (or the URL) set them
+  for (const [id, value] of [["rounds", ls.rounds], ["m", ls.m], ["max-tokens", trainedBudget(ls.meta.training)]]) {
     if ($(id).value && !$(id).dataset.fromLinks) continue;
-    $(id).value = ls[key];
+    $(id).value = value;
     $(id).dataset.fromLinks = "1";
   }
   const box = $("roles");
-  box.replaceChildren(el("div", `pattern ${ls.pattern.name}: assign a build to each role`));
-  const roles = {};
+  box.replaceChildren(el("div", `pattern ${ls.pattern.name}: a build for each role`, { className: "muted" }));
+  const drawn = {};
   ls.pattern.agents.forEach((name, i) => {
     const guess = preset[i] ?? guessBuild(index, at(url), name, ls.agents[name]);
-    roles[name] = { build: guess, d: ls.agents[name].hidden_size };
+    drawn[name] = { build: guess, d: ls.agents[name].hidden_size };
     const input = el("input", null, { id: `role-${name}`, value: guess });
     input.setAttribute("list", "build-list");
     input.addEventListener("input", () => diagram.setBuild(name, input.value));
-    const lab = el("label", `${name} (d=${ls.agents[name].hidden_size}) `);
+    const lab = el("label", `${name} (d=${ls.agents[name].hidden_size})`, { className: "stack" });
     lab.append(input);
-    box.append(el("div"), lab);
+    box.append(lab);
   });
-  const tb = $("agents").tBodies[0];
-  tb.replaceChildren();
-  for (const name of ls.pattern.agents) {
-    const tr = el("tr", null, { id: `agent-${name}` });
-    tr.append(el("td", name), el("td", ""), el("td", "idle"));
-    tb.append(tr);
-  }
-  diagram.draw(ls.pattern, roles);
+  // edited prompts (a share link's, or the editor's before a reload) for the roles this pattern has; a bad one is
+  // shown in place, marked, and stops a run until fixed
+  const dropped = Object.keys(edits).filter((n) => !ls.pattern.agents.includes(n));
+  if (dropped.length) showNote(`prompts for ${dropped.join(", ")} ignored: ${ls.pattern.name} has no such role`);
+  roles.show(ls.pattern, edits);
+  status.table(ls.pattern.agents);
+  diagram.draw(ls.pattern, drawn);
 }
 
 // What the page shows for the loaded pattern (published after Load pattern or a pick, for tests).
@@ -118,37 +126,12 @@ function patternState() {
     choices: Array.from($("links-pick").options, (o) => o.textContent), rounds: $("rounds").value, m: $("m").value };
 }
 
-function setStatus(name, status, build) {
-  const tr = $(`agent-${name}`);
-  if (!tr) return;
-  if (build !== undefined) tr.cells[1].textContent = build;
-  tr.cells[2].textContent = status;
-  diagram.setStatus(name, status);
-}
-
-// Report what each agent is doing as it calls its own sequence (KV cache) on the shared model.
-function instrument(agents) {
-  const STAGE = { hidden: "prefill", prefill: "prefill", decodeHidden: "latent", decode: "decoding" };
-  let current = null;
-  for (const [name, a] of Object.entries(agents)) {
-    const seq = a.seq.__target ?? a.seq;
-    a.seq = new Proxy(seq, {
-      get(t, k) {
-        if (k === "__target") return t;
-        const v = t[k];
-        if (typeof v !== "function") return v;
-        return (...args) => {
-          if (STAGE[k]) {
-            if (current && current !== name) setStatus(current, "done");
-            current = name;
-            setStatus(name, STAGE[k]);
-          }
-          return v.apply(t, args);
-        };
-      },
-    });
-  }
-  return () => { for (const n of Object.keys(agents)) setStatus(n, "done"); current = null; };
+// Every field a share link restores.
+function pageState() {
+  return { artifacts: $("artifacts").value.trim() || base, links: $("links-url").value.trim(),
+    builds: (pattern?.agents ?? []).map((n) => $(`role-${n}`).value.trim()), r: $("rounds").value, m: $("m").value,
+    max: $("max-tokens").value, text_tokens: $("text-tokens").value, q: $("question").value,
+    roles: roles.changed() };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -170,54 +153,33 @@ async function ensureSystem() {
   const linksUrl = $("links-url").value.trim();
   const key = JSON.stringify([urls, linksUrl]);
   if (system && systemKey === key) return system;
-  const t0 = performance.now();
-  pattern.agents.forEach((n, i) => setStatus(n, "loading", urls[i]));
-  const unique = [...new Set(urls)];
-  const nModels = unique.length;
-  // Cheap checks first (links vs the builds' dims), then Model.load checks every weight shard's sha256 against
-  // manifest.json (cache.js fills tvmjs' Cache API scope with verified bytes only) and loads from that cache.
-  const links = pattern.links; // read when the pattern was set up (37 MB for SmolLM2's three agents: read it once)
-  if (urls.length !== links.pattern.agents.length) {
-    throw new LinkMismatchError(`pattern ${links.pattern.name} has ${links.pattern.agents.length} agents, got ` +
-      `${urls.length} build(s)`, "pass one build folder per agent, in order");
-  }
-  const dims = {};
-  const weights = {};
-  const meta = {};  // one config and manifest fetch per distinct build, however many roles share it
-  for (const [i, n] of links.pattern.agents.entries()) {
-    const build = new URL(urls[i]);
-    // in this order, so a missing build is reported by its config file first
-    meta[build.href] ??= [await fetchJSON(new URL("mlc-chat-config.json", build)),
-      await fetchJSON(new URL("manifest.json", build))];
-    const [cfg, manifest] = meta[build.href];
-    dims[n] = cfg.hidden_size ?? cfg.model_config?.hidden_size;
-    weights[n] = { sha256: manifest.source?.sha256, where: urls[i] };
-  }
-  links.checkDims(dims);
-  for (const w of links.checkWeights(weights, { force: q.get("force_links") === "1" })) {
-    console.warn(w);
-    showNote(`warning: ${w}`);
-  }
-  let done = 0;
-  system = await loadSystem(urls, links, {
-    onProgress: (p) => {
-      if (p.stage === "ready") done += 1;
-      const f = (done + (p.stage === "weights" ? p.fraction ?? 0 : 0)) / nModels;
-      const what = p.stage === "verify" ? "verifying" : "loading";
-      progress(Math.min(f, 1), `${what} ${p.url ?? ""}: ${p.stage}${p.text ? ` (${p.text})` : ""}`);
-    },
-  });
-  system.loadMs = performance.now() - t0;
-  system.verified = Object.fromEntries(unique.map((u) => [u, system.models.find((m) => m.baseUrl === u)?.verified]));
-  for (const [u, v] of Object.entries(system.verified)) {
-    if (v?.rebuilt) showNote(`${u} was rebuilt since your last visit: its cached files were dropped and fetched again`);
-  }
+  pattern.agents.forEach((n, i) => status.set(n, "loading", urls[i]));
+  system = await loadChecked(urls, pattern.links, { force: q.get("force_links") === "1", status, note: showNote });
   systemKey = key;
-  system.finish = instrument(system.agents);
-  pattern.agents.forEach((n) => setStatus(n, "ready"));
-  progress(1, `loaded ${nModels} model(s) in ${(system.loadMs / 1000).toFixed(1)} s`);
+  system.finish = status.instrument(system.agents);
+  pattern.agents.forEach((n) => status.set(n, "ready"));
   return system;
 }
+
+// A bad template stops a run before anything loads (its message is already shown under the field).
+function checkRoles() {
+  const bad = Object.entries(roles.errors());
+  if (bad.length) {
+    throw new PromptTemplateError(`role ${bad[0][0]}: ${bad[0][1].join("; ")}`,
+      "fix the template marked in red under Prompts, or press Reset to trained prompts");
+  }
+}
+
+// The edited prompts onto the loaded agents (an agent whose prompt changed re-splits it and starts cold).
+function applyRoles(sys) {
+  const pat = withRoles(sys.pattern, roles.edits());
+  for (const [n, a] of Object.entries(sys.agents)) {
+    const r = pat.role(n);
+    if (a.role.system !== r.system || a.role.user !== r.user) a.setRole(r);
+  }
+}
+
+const RUNNERS = { single: runSingle, text: runText, latent: runLatent };
 
 async function run(modes) {
   if (busy) return null;
@@ -226,47 +188,91 @@ async function run(modes) {
   for (const b of document.querySelectorAll("button")) b.disabled = true;
   const results = {};
   try {
+    checkRoles();
     const sys = await ensureSystem();
+    applyRoles(sys);
     const opts = readOpts();
     const question = $("question").value;
+    const state = pageState();
+    const prompts = roles.edits();
     $("answers").replaceChildren();
+    transcript.clear();
+    showHandoffs([]);
     const drawn = {}; // the diagram as each mode left it
     for (const mode of modes) {
-      progress(null, `running ${mode}...`);
+      status.progress(null, `running ${mode}...`);
       diagram.begin(mode);
-      for (const n of Object.keys(sys.agents)) setStatus(n, "waiting");
-      const res = await (mode === "latent" ? runLatent : runText)(sys.agents, sys.links, sys.pattern, question,
-        { ...opts, onEvent: (ev) => diagram.event(ev) });
+      transcript.begin(mode, prompts, question);
+      status.all(Object.keys(sys.agents), "waiting");
+      showAnswer(mode, "…");
+      const res = await RUNNERS[mode](sys.agents, sys.links, sys.pattern, question, { ...opts, onEvent: (ev) => {
+        diagram.event(ev);
+        transcript.event(ev);
+        if (ev.type === "token" && ev.agent === sys.pattern.final) showAnswer(mode, ev.text);
+      } });
       sys.finish();
       diagram.end();
       drawn[mode] = diagram.read();
+      if (mode === "latent") {
+        status.progress(null, "peeking at the hand-offs...");
+        const pk = await peekHandoffs(sys, res);
+        showHandoffs(pk.rows, pk.note);
+        res.peek = pk;
+      }
       results[mode] = res;
-      showAnswer(mode, res.answer);
+      transcript.finish(mode, recordOf(res), prompts, question);
+      showAnswer(mode, res.answer, answerMeta(res.metrics));
       showTable(results);
     }
-    progress(1, "done");
+    status.progress(1, "done");
+    lastRun = runRecord(state, prompts, modes, Object.fromEntries(modes.map((m) => [m, recordOf(results[m])])),
+      { pattern: sys.pattern.name, load_ms: sys.loadMs });
     const out = { load_ms: sys.loadMs, pattern: sys.pattern.name, modes, verified: sys.verified,
       load_times: sys.models.map((m) => m.loadTimes) };
     for (const [mode, res] of Object.entries(results)) {
       out[mode] = { answer: res.answer, answer_ids: res.answer_ids,
         metrics: Object.fromEntries(Object.entries(res.metrics).filter(([k]) => k !== "stages")),
-        diagram: drawn[mode] };
+        agent_tokens: agentTokens(res.metrics), diagram: drawn[mode] };
+      if (res.peek) out[mode].handoffs = res.peek.rows;
     }
-    if (results.latent) {
-      progress(null, "peeking at the hand-offs...");
-      out.latent.handoffs = await showHandoffs(sys, results.latent);
-      progress(1, "done");
-    }
-    out.table = readTable();
-    out.answers = Object.fromEntries(modes.map((m) => [m, $(`answer-${m}`).textContent]));
-    return out;
+    return { ...out, ...views(), share: shareUrl(state), roles_doc: roles.doc(), record: lastRun };
   } catch (e) {
     diagram.end("failed");
     throw e;
   } finally {
     busy = false;
     for (const b of document.querySelectorAll("button")) b.disabled = false;
+    roles.refresh(); // its Reset button is enabled only when a prompt differs
   }
+}
+
+// What the page shows after a run or a loaded run file, read back from the DOM (for tests).
+function views() {
+  return { table: readTable(), transcript: transcript.read(),
+    answers: Object.fromEntries([...$("answers").querySelectorAll(".answer")].map((d) => [d.id.slice(7),
+      d.textContent])) };
+}
+
+// A saved run, shown without running: the fields it was run with, its answers, table, hand-offs and transcript.
+function showRecord(doc, where) {
+  checkRecord(doc, where);
+  lastRun = doc;
+  const c = doc.config ?? {};
+  for (const [id, k] of [["question", "q"], ["rounds", "r"], ["m", "m"], ["max-tokens", "max"],
+    ["text-tokens", "text_tokens"]]) if (c[k] !== undefined) $(id).value = c[k];
+  showExpected();
+  $("answers").replaceChildren();
+  transcript.clear();
+  for (const mode of doc.modes) {
+    const res = doc.results[mode];
+    transcript.finish(mode, res, c.prompts, c.q);
+    showAnswer(mode, res.answer, answerMeta(res.metrics));
+  }
+  showTable(doc.results);
+  const lat = doc.results.latent;
+  showHandoffs(lat?.handoffs ?? [], lat?.peek_note ?? "");
+  status.progress(1, `showing a saved run (${doc.saved ?? "no date"}): nothing was run`);
+  return { view: true, ...views() };
 }
 
 function bind() {
@@ -280,33 +286,63 @@ function bind() {
   };
   const reload = async () => {
     system = null;
-    await loadPattern();
+    await loadPattern([], roles.changed());
     return patternState();
   };
   $("load-links").onclick = guard(reload);
-  for (const id of ["rounds", "m"]) $(id).addEventListener("input", () => delete $(id).dataset.fromLinks);
+  for (const id of ["rounds", "m", "max-tokens"]) $(id).addEventListener("input", () => delete $(id).dataset.fromLinks);
   $("links-pick").onchange = guard(async () => {
     if (!$("links-pick").value) return null; // "(the URL below)": nothing to change
     $("links-url").value = $("links-pick").value;
-    return reload();
+    system = null;
+    await loadPattern();
+    return patternState();
   });
   $("run-latent").onclick = guard(() => run(["latent"]));
   $("run-text").onclick = guard(() => run(["text"]));
   $("run-both").onclick = guard(() => run(["latent", "text"]));
+  $("run-all").onclick = guard(() => run(["single", "text", "latent"]));
   $("clear-cache").onclick = guard(async () => {
     const n = await clearArtifactCache();
     system = null;
-    progress(null, `cache cleared (${n} cache(s))`);
+    status.progress(null, `cache cleared (${n} cache(s))`);
   });
+  $("share").onclick = guard(async () => {
+    const url = shareUrl(pageState());
+    $("share-url").value = url;
+    $("share-url").hidden = false;
+    $("share-url").select();
+    await navigator.clipboard?.writeText(url).then(() => status.progress(null, "share link copied"), () => {});
+    return null;
+  });
+  $("download-run").onclick = guard(async () => {
+    if (!lastRun) throw new Error("nothing to download yet: run a question first");
+    downloadJSON(`mlcbuild-run-${lastRun.pattern ?? "run"}.json`, lastRun);
+  });
+  $("download-roles").onclick = guard(async () => downloadJSON("roles.json", roles.doc()));
+  $("load-run").onchange = guard(async () => {
+    const f = $("load-run").files[0];
+    return f ? showRecord(await readJSONFile(f), f.name) : null;
+  });
+  $("load-roles").onchange = guard(async () => {
+    const f = $("load-roles").files[0];
+    if (!f || !pattern) return null;
+    roles.set(parseRolesDoc(await readJSONFile(f), pattern.links.pattern, f.name));
+    return null;
+  });
+  setupExamples();
+  keyboardSubmit("run-latent");
 }
 
 async function main() {
   bind();
+  if (q.get("view")) return showRecord(await fetchJSON(new URL(q.get("view"), location.href)), q.get("view"));
   // no WebGPU (or no adapter): say what to do at once; the builds and links still load, nothing is downloaded
   const gpuError = await detectGPU().then(() => null, (e) => e);
   if (gpuError) showError(gpuError);
   await showIndex();
   if (q.get("q")) $("question").value = q.get("q");
+  showExpected();
   for (const [p, id] of [["r", "rounds"], ["m", "m"], ["max", "max-tokens"], ["text_tokens", "text-tokens"]]) {
     if (q.get(p)) $(id).value = q.get(p);
   }
@@ -314,12 +350,16 @@ async function main() {
   const preset = (q.get("builds") || "").split(",").map((s) => s.trim()).filter(Boolean);
   if ($("links-url").value) {
     try {
-      await loadPattern(preset);
+      await loadPattern(preset, rolesFromParams(q));
     } catch (e) {
       if (!gpuError) throw e;
       // the GPU error comes first; on plain http crypto.subtle, which checks the links' sha256, is hidden too
       showNote(`links not loaded${isSecureContext ? "" : " (plain http also hides crypto.subtle)"}: ${e.message}`);
     }
+  }
+  for (const [id, value] of Object.entries(q.get("fill") ? JSON.parse(q.get("fill")) : {})) {
+    $(id).value = value; // as typed: the field's listeners run
+    $(id).dispatchEvent(new Event("input"));
   }
   if (gpuError && q.get("auto")) throw gpuError;
   if (q.get("auto") === "load") { // load (and cache) the models only: what a visit costs before the first run
@@ -328,8 +368,9 @@ async function main() {
   }
   if (q.get("auto") === "1") {
     const mode = q.get("mode") || "both";
-    return run(mode === "both" ? ["latent", "text"] : [mode]);
+    return run({ both: ["latent", "text"], all: ["single", "text", "latent"] }[mode] ?? [mode]);
   }
+  if (q.get("state")) return { state: pageState(), prompts: roles.edits() }; // ?state=1: the restored fields
   return null;
 }
 
@@ -337,11 +378,13 @@ async function main() {
 function publishError(e) {
   const x = showError(e);
   for (const tr of $("agents").tBodies[0].rows) {
-    if (!["done", "idle"].includes(tr.cells[2].textContent)) setStatus(tr.cells[0].textContent, "failed");
+    if (!["done", "idle"].includes(tr.cells[2].textContent)) status.set(tr.cells[0].textContent, "failed");
   }
-  progress(null, "failed");
+  status.progress(null, "failed");
+  const inPlace = [...document.querySelectorAll(".field-error")].filter((d) => d.textContent);
   window.__mlcbuildResult = { error: { name: e?.name, message: e?.message, shown: $("error").textContent, ...x },
-    builds: index.builds.map((b) => b.name) };
+    builds: index.builds.map((b) => b.name),
+    field_errors: Object.fromEntries(inPlace.map((d) => [d.id, d.textContent])) };
   window.__mlcbuildError = `${e?.name}: ${e?.message}`;
 }
 

@@ -29,7 +29,11 @@ export function explain(e) {
     case "LinkFormatError":
       return { title: "The links file is not a valid recursivelink.json.", detail: msg,
         fix: "Re-train or re-export it with mlcbuild train-links." };
+    case "PromptTemplateError":
+      return { title: "A role's prompt template cannot run.", detail: msg,
+        fix: e.fix || "Fix the template marked in red under Prompts, or press Reset to trained prompts." };
     default:
+      if (e?.fix) return { title: "This cannot run as set up.", detail: msg, fix: e.fix };
       if (/maxStorageBufferBindingSize|maxBufferSize|exceeds the max|device limit/i.test(msg)) {
         return { title: "A buffer is larger than this GPU allows (device limits).", detail: raw,
           fix: "Use a smaller model or quantization, or a shorter context." };

@@ -3,4 +3,5 @@
 export { Link, LinkSet, loadLinks, parseLinks, erf, gelu, fromFloat16Bits } from "./links.js";
 export { Pattern } from "./pattern.js";
 export { TextCodec, splitPrompt, renderChat, pickChatTemplate, TEXT_FIELDS } from "./prompt.js";
-export { Agent, Block, loadSystem, runLatent, runText } from "./loop.js";
+export { Agent, Block, loadSystem, runLatent, runSingle, runText } from "./loop.js";
+export { templateErrors, changedRoles, rolesDoc, parseRolesDoc, withRoles, ROLES_FORMAT } from "./roles.js";

@@ -36,17 +36,22 @@ export class Block {
 // One role on one loaded model: prompt pieces from the build's tokenizer and chat template.
 export class Agent {
   constructor(name, role, model, codec) {
-    Object.assign(this, { name, role, model, codec });
-    const { pieces, turnEnd } = splitPrompt(codec, role, name);
-    this.pieces = pieces;
-    this.turnEnd = turnEnd;
+    Object.assign(this, { name, model, codec });
+    this.seq = model.sequence(); // this agent's own KV cache, kept across rounds
+    this.setRole(role);
+  }
+
+  // (Re)split the prompt for a role's templates: the playground's role editor changes them between runs.
+  setRole(role) {
+    const { codec, model } = this;
+    const { pieces, turnEnd } = splitPrompt(codec, role, this.name);
+    Object.assign(this, { role, pieces, turnEnd });
     const end = turnEnd ? codec.encode(turnEnd).slice(0, 1) : [];
     const eos = model.chatConfig.eos_token_id;
     this.stop = new Set([...end, ...(Array.isArray(eos) ? eos : eos === null || eos === undefined ? [] : [eos])]);
     if (codec.eosTokenId !== null) this.stop.add(codec.eosTokenId);
     this.textEmbeds = new Map(); // piece index -> embeddings of a constant text piece (computed once)
-    this.seq = model.sequence(); // this agent's own KV cache, kept across rounds
-    this.cachedQuestion = null; // the question whose prompt prefix `seq` holds
+    this.cachedQuestion = null; // the question whose prompt prefix `seq` holds (a new prompt: none)
   }
 
   get d() { return this.model.hiddenSize; }
@@ -147,7 +152,8 @@ async function prefillHidden(agent, question, emb, reuse, mt, round) {
   return h.subarray((rows.rows - 1) * agent.d);
 }
 
-async function decodeText(agent, question, emb, reuse, maxNew, mt, round, onPrefilled = () => {}) {
+// onToken(text so far) after each generated token: the playground streams answers and messages as they come.
+async function decodeText(agent, question, emb, reuse, maxNew, mt, round, onPrefilled = () => {}, onToken = null) {
   const seq = agent.seq;
   let t0 = now();
   const rows = feed(agent, question, emb, reuse, mt);
@@ -160,6 +166,7 @@ async function decodeText(agent, question, emb, reuse, maxNew, mt, round, onPref
     const next = argmax(logits);
     if (agent.stop.has(next)) break;
     ids.push(next);
+    if (onToken) onToken(agent.codec.decode(ids));
     logits = await seq.decode(await agent.model.embed([next]));
   }
   mt.generated_tokens += ids.length;
@@ -177,9 +184,13 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
     agent.cachedQuestion = null;
     const tStart = now();
     const emb = await agent.prompt(question, {});
-    const { text, ids } = await decodeText(agent, question, emb, reuse, maxNewTokens, mt, 0);
+    const emit = opts.onEvent ?? (() => {});
+    emit({ type: "turn", agent: agent.name, round: 0 });
+    const { text, ids } = await decodeText(agent, question, emb, reuse, maxNewTokens, mt, 0, () => {},
+      opts.onEvent ? (t) => emit({ type: "token", agent: agent.name, round: 0, text: t }) : null);
     mt.e2e_ms = now() - tStart;
-    return { mode, answer: text, answer_ids: ids, metrics: mt.toJSON(), handoffs: [] };
+    return { mode, answer: text, answer_ids: ids, metrics: mt.toJSON(), handoffs: [],
+      turns: [{ agent: agent.name, round: 0, inputs: [], text, final: true }] };
   }
   const rounds = opts.rounds || links?.rounds;
   const m = opts.m || links?.m;
@@ -187,10 +198,12 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
   if (mode === "latent" && !links) throw new Error("latent mode needs the links");
   const mt = new Metrics();
   for (const a of Object.values(agents)) a.cachedQuestion = null; // every run starts cold: latent vs text is fair
-  // opts.onEvent sees the loop as it goes (the playground's diagram): {type: "round", round, rounds}; "send" when a
-  // source's block (or message) for an edge is ready; "land" once the destination has prefilled it
+  // opts.onEvent sees the loop as it goes (the playground's diagram and transcript): {type: "round", round, rounds};
+  // "turn" when an agent starts; "send" when a source's block (or message) for an edge is ready; "land" once the
+  // destination has prefilled it; "token" with the text so far while an agent writes
   const emit = opts.onEvent ?? (() => {});
   const handoffs = [];
+  const turns = []; // per agent per round: {agent, round, inputs: [{edge, slot, src}], text (what it wrote), final}
   const tStart = now();
   let prev = {};
   let answer = null;
@@ -200,6 +213,11 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
     const cur = {};
     for (const name of pattern.order()) {
       const agent = agents[name];
+      emit({ type: "turn", agent: name, round: r });
+      const turn = { agent: name, round: r, inputs: [], text: null, final: false };
+      turns.push(turn);
+      // streaming decodes the text so far at every token: only when someone listens
+      const streamed = opts.onEvent ? (t) => emit({ type: "token", agent: name, round: r, text: t }) : null;
       const slots = {};
       const landing = [];
       const landed = () => { for (const edge of landing) emit({ type: "land", edge, round: r }); };
@@ -207,6 +225,7 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
         const src = e.next_round ? prev[e.src] : cur[e.src];
         if (src === undefined || src === null) continue;
         landing.push(e.key);
+        turn.inputs.push({ edge: e.key, slot: e.slot, src: e.src, ...(typeof src === "string" ? { text: src } : {}) });
         let val = src;
         if (mode === "latent") {
           const link = links.get(e.key);
@@ -219,7 +238,8 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
       const emb = await agent.prompt(question, slots);
       if (r === rounds - 1 && name === pattern.final) {
         ({ text: answer, ids: answerIds } = await decodeText(agent, question, emb, reuse, maxNewTokens, mt, r,
-          landed));
+          landed, streamed));
+        Object.assign(turn, { text: answer, final: true });
         break;
       }
       if (mode === "latent") {
@@ -237,7 +257,8 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
         cur[name] = new Block(concat(block), m, agent.d);
       } else {
         cur[name] = (await decodeText(agent, question, emb, reuse, opts.textTokens || TEXT_TOKENS, mt, r,
-          landed)).text;
+          landed, streamed)).text;
+        turn.text = cur[name];
       }
       // only edges someone will read: a next-round edge out of the last round carries nothing
       for (const e of pattern.edges) {
@@ -249,7 +270,7 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
     prev = cur;
   }
   mt.e2e_ms = now() - tStart;
-  return { mode, answer, answer_ids: answerIds, metrics: mt.toJSON(), handoffs };
+  return { mode, answer, answer_ids: answerIds, metrics: mt.toJSON(), handoffs, turns };
 }
 
 // Latent hand-offs; opts: {rounds, m, maxNewTokens, reuseKV, onEvent} (rounds and m default to the links file's).

@@ -14,3 +14,4 @@ export class ArtifactMissingError extends MlcbuildError {}
 export class ChecksumMismatchError extends MlcbuildError {}
 export class LinkMismatchError extends MlcbuildError {}
 export class LinkFormatError extends MlcbuildError {}
+export class PromptTemplateError extends MlcbuildError {} // a role's edited template: no {question}, a bad slot
