@@ -1,7 +1,6 @@
 """A frozen causal LM with a role: its chat-templated prompt is split at slot markers so latent blocks
 (already in this agent's input-embedding space) can be spliced in between the embedded text pieces."""
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,10 +9,9 @@ import torch
 from mlcbuild_common.errors import MlcbuildError
 
 from .links import embedding_norm_stats
-from .patterns import Role
+from .patterns import MARKER, Role
 
 TEXT_FIELDS = ("question",)  # filled with tokenized text; every other marker is a latent slot
-_MARK = re.compile(r"\{(\w+)\}")
 
 
 @dataclass
@@ -108,7 +106,7 @@ def split_prompt(tokenizer, role: Role, name: str = "") -> tuple[list, str]:
         return torch.tensor(tokenizer(t, add_special_tokens=False)["input_ids"], dtype=torch.long)
 
     pieces, pos = [], 0
-    for m in _MARK.finditer(text):
+    for m in MARKER.finditer(text):
         marker = m.group(1)
         if marker not in TEXT_FIELDS and marker not in role.slots:
             continue  # a literal brace in the prompt, not a marker

@@ -6,9 +6,13 @@ carries the source's block into the destination in the NEXT recursion round (e.g
 planner). In the final round, the final agent does not roll out: it answers (teacher-forced in training).
 """
 
+import re
 from dataclasses import dataclass
 
 from mlcbuild_common.errors import MlcbuildError
+
+# a role template's markers: {question} and the slots where hand-offs land (agents.split_prompt, run.roles)
+MARKER = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True)

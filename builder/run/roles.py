@@ -13,14 +13,13 @@ Roles left out keep their trained templates; a role may give only "system" or on
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 
 from mlcbuild_common.errors import MlcbuildError
+from train_links.patterns import MARKER
 
 FORMAT = "mlcbuild-roles"
 VERSION = 1
-MARKER = re.compile(r"\{(\w+)\}")  # train_links.agents._MARK: the markers split_prompt fills
 FIELDS = ("system", "user")
 FIX = "edit the template in the playground (it shows the slots) or export the roles again"
 
