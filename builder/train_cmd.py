@@ -44,6 +44,11 @@ PATTERN = click.option("--pattern", type=click.Choice(list(PATTERNS)), default="
 @click.option("--batch", type=int, default=Config.batch, show_default=True, help="Rows per outer step (global, "
               "split over torchrun ranks).")
 @click.option("--lr", type=float, default=Config.lr, show_default=True, help="Outer-loop learning rate.")
+@click.option("--contrast", type=float, default=Config.contrast, show_default=True, help="Weight of a hinge "
+              "(teacher-forced steps) that wants each row's answer less likely with the hand-offs of another "
+              "question of its family: links that carry per-question content, not only the task type.")
+@click.option("--contrast-margin", type=float, default=Config.contrast_margin, show_default=True,
+              help="The hinge's margin in nats of answer cross-entropy.")
 @click.option("--inner-lr", type=float, default=Config.inner_lr, show_default=True)
 @click.option("--init", type=click.Choice(["ridge", "random"]), default=Config.init, show_default=True,
               help="Outer links' start: closed-form ridge regression between paired states, or random.")
@@ -77,9 +82,9 @@ PATTERN = click.option("--pattern", type=click.Choice(list(PATTERNS)), default="
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def train_links_cmd(agents, pattern, data, exclude_family, rounds, latent_steps, out, inner_steps, outer_steps,
-                    rollout_steps, answer_target, max_new, batch, lr, inner_lr, init, init_from, pair_rows,
-                    inner_width, outer_width, warmup, dtype, link_dtype, seed, checkpoint, checkpoint_every, val_rows,
-                    select_every, resume, stop_after, do_eval, eval_rows, quiet, as_json):
+                    rollout_steps, answer_target, max_new, batch, lr, contrast, contrast_margin, inner_lr, init,
+                    init_from, pair_rows, inner_width, outer_width, warmup, dtype, link_dtype, seed, checkpoint,
+                    checkpoint_every, val_rows, select_every, resume, stop_after, do_eval, eval_rows, quiet, as_json):
     """Train RecursiveLinks (inner + outer) for frozen agents and write recursivelink.json.
 
     Runs unchanged under `torchrun --nproc-per-node N` (data parallel: gloo on CPUs, nccl on GPUs)."""
@@ -91,7 +96,8 @@ def train_links_cmd(agents, pattern, data, exclude_family, rounds, latent_steps,
     cfg = Config(agents=[a.strip() for a in agents.split(",") if a.strip()], pattern=pattern, data=data,
                  exclude_family=tuple(exclude_family), rounds=rounds, latent_steps=latent_steps, out=out,
                  inner_steps=inner_steps, outer_steps=outer_steps, rollout_steps=rollout_steps,
-                 answer_target=answer_target, max_new=max_new, batch=batch, lr=lr, inner_lr=inner_lr, init=init,
+                 answer_target=answer_target, max_new=max_new, batch=batch, lr=lr, contrast=contrast,
+                 contrast_margin=contrast_margin, inner_lr=inner_lr, init=init,
                  init_from=init_from, pair_rows=pair_rows,
                  inner_width=inner_width, outer_width=outer_width, warmup=warmup, dtype=dtype, link_dtype=link_dtype,
                  seed=seed, checkpoint=checkpoint, checkpoint_every=max(1, checkpoint_every), resume=resume,

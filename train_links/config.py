@@ -18,6 +18,8 @@ class Config:
     answer_target: str = "answer"  # the final agent's training text: "answer" or "worked" (data.worked_answer)
     max_new: int = 40  # answer tokens generated when the links are scored (validation, --eval)
     batch: int = 8
+    contrast: float = 0.0  # weight of the same-family contrast hinge (teacher-forced stage; train.OuterTrainer)
+    contrast_margin: float = 0.5  # nats the answer CE must rise with another question's hand-offs
     lr: float = 1e-4
     inner_lr: float = 1e-3
     init: str = "ridge"  # outer links: "ridge" (closed form) or "random"

@@ -61,18 +61,22 @@ def answer_losses(agent: Agent, prompts: list[torch.Tensor], rows: list[dict]) -
 
 
 def teacher_forced_losses(agents: dict[str, Agent], links, pattern: Pattern, rows: list[dict],
-                          rounds: int) -> torch.Tensor:
-    """[B] answer cross-entropy of the final agent for each row of one batch, teacher-forced as above."""
+                          rounds: int, sender_rows: list[dict] | None = None) -> torch.Tensor:
+    """[B] answer cross-entropy of the final agent for each row of one batch, teacher-forced as above.
+    `sender_rows`: every turn before the final one works on these rows' questions and texts instead (row i's
+    hand-offs come from sender_rows[i]), as `mlcbuild eval`'s shuffled control does at inference."""
     prev: dict[str, list[torch.Tensor]] = {}
+    senders = sender_rows or rows
     for r in range(rounds):
         cur: dict[str, list[torch.Tensor]] = {}
         for name in pattern.order():
             agent = agents[name]
+            last = r == rounds - 1 and name == pattern.final
             prompts = [agent.prompt_embeds({"question": row["question"]}, _slots(pattern, links, name, prev, cur, i))
-                       for i, row in enumerate(rows)]
-            if r == rounds - 1 and name == pattern.final:
+                       for i, row in enumerate(rows if last else senders)]
+            if last:
                 return answer_losses(agent, prompts, rows)
-            turns = [_turn_ids(agent, row) for row in rows]
+            turns = [_turn_ids(agent, row) for row in senders]
             x = _pad([torch.cat([p, agent.embed(t).to(p.dtype)]) for p, t in zip(prompts, turns, strict=True)])
             x = x.to(agent.dtype)
             with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):

@@ -140,8 +140,13 @@ class OuterTrainer:
     single-process ones. The loss is the mean over rows of each row's answer cross-entropy."""
 
     def __init__(self, agents, links: LinkSet, pattern, rows, teacher_steps, rounds, m, lr=1e-4, warmup=None,
-                 batch=8, seed=0, clip=1.0, ckpt: Path | None = None, ckpt_every: int = 50, rollout_steps: int = 0):
+                 batch=8, seed=0, clip=1.0, ckpt: Path | None = None, ckpt_every: int = 50, rollout_steps: int = 0,
+                 contrast: float = 0.0, margin: float = 0.5):
         self.agents, self.links, self.pattern, self.rows = agents, links, pattern, rows
+        self.contrast, self.margin = contrast, margin
+        self.family: dict = {}  # kind -> row indices: where a row's contrast partner comes from
+        for i, r in enumerate(rows):
+            self.family.setdefault(r.get("kind"), []).append(i)
         self.rounds, self.m, self.batch, self.seed, self.clip = rounds, m, batch, seed, clip
         self.teacher_steps, self.rollout_steps = teacher_steps, rollout_steps
         self.steps = teacher_steps + rollout_steps
@@ -186,14 +191,37 @@ class OuterTrainer:
     def stage(self) -> str:
         return "teacher" if self.step < self.teacher_steps else "rollout"
 
-    def loss_sum(self, rows: list[dict]) -> torch.Tensor:
-        """Sum over `rows` of each row's answer cross-entropy, in the current stage."""
+    def partners(self, idx: list[int]) -> list[int | None]:
+        """For each row, another training row of the same kind (None when its family has one row or no kind);
+        depends only on (seed, step), so a resumed run draws the same partners."""
+        rng = random.Random(self.seed * 7_919 + self.step)
+        out = []
+        for i in idx:
+            fam = self.family.get(self.rows[i].get("kind"), [])
+            out.append(None if self.rows[i].get("kind") is None or len(fam) < 2 else
+                       fam[(fam.index(i) + 1 + rng.randrange(len(fam) - 1)) % len(fam)])
+        return out
+
+    def loss_sum(self, rows: list[dict], partner_rows: list[dict | None] | None = None) -> torch.Tensor:
+        """Sum over `rows` of each row's loss in the current stage: its answer cross-entropy, plus in the
+        teacher-forced stage with `contrast` > 0 a hinge that wants the answer at least `margin` nats less
+        likely when the senders worked on another question of the same family (`partner_rows`): the links are
+        pushed to carry per-question content, not only the task type, which the shuffled control cannot tell
+        apart (bench/RESULTS.md, issue 23)."""
         from .batched import rollout_losses
         from .teacher import teacher_forced_losses
 
-        if self.stage() == "teacher":
-            return teacher_forced_losses(self.agents, self.links, self.pattern, rows, self.rounds).sum()
-        return rollout_losses(self.agents, self.links, self.pattern, rows, self.rounds, self.m).sum()
+        if self.stage() != "teacher":
+            return rollout_losses(self.agents, self.links, self.pattern, rows, self.rounds, self.m).sum()
+        own = teacher_forced_losses(self.agents, self.links, self.pattern, rows, self.rounds)
+        pairs = [(j, p) for j, p in enumerate(partner_rows or []) if p is not None]
+        if not (self.contrast and pairs):
+            return own.sum()
+        at = [j for j, _ in pairs]
+        other = teacher_forced_losses(self.agents, self.links, self.pattern, [rows[j] for j in at], self.rounds,
+                                      sender_rows=[p for _, p in pairs])
+        hinge = torch.relu(self.margin - (other - own[at]))
+        return own.sum() + self.contrast * hinge.sum()
 
     def run(self, until: int | None = None, on_step=None) -> list[float]:
         """Train up to global step `until` (default: all steps); returns the per-step losses so far."""
@@ -204,8 +232,11 @@ class OuterTrainer:
         while self.step < end:
             idx = _rows_for_step(len(self.rows), self.batch, self.seed, self.step)
             mine = dist.shard(idx)
+            partner = dict(zip(idx, self.partners(idx), strict=True)) if self.contrast else {}
             self.opt.zero_grad()
-            loss = self.loss_sum([self.rows[i] for i in mine]) / len(idx) if mine else None
+            loss = self.loss_sum([self.rows[i] for i in mine],
+                                 [None if partner.get(i) is None else self.rows[partner[i]] for i in mine]) \
+                / len(idx) if mine else None
             if loss is not None:
                 loss.backward()
             dist.sum_grads(self.params)
