@@ -97,7 +97,8 @@ class LatentMAS:
     def __init__(self, build_dirs: list[Path], links_file: Path, max_seq_len: int = 1024, reuse_kv: bool = True,
                  force_links: bool = False, warn=None, roles: dict | None = None):
         """`roles`: a roles document (builder.run.roles.load, the playground's export) replacing the trained
-        prompt templates of some roles; the links and the graph stay."""
+        prompt templates of some roles; the links and the graph stay. A None build folder: that role runs on
+        another machine (run(..., peer=...)), nothing of it loads here."""
         self.reuse_kv = reuse_kv
         from train_links import format as fmt
         from train_links.links import make_link
@@ -110,8 +111,8 @@ class LatentMAS:
             self.pattern = apply(self.pattern, roles)
         engines: dict[str, Engine] = {}
         for d in build_dirs:
-            key = str(Path(d).resolve())
-            if key not in engines:
+            key = str(Path(d).resolve()) if d is not None else None
+            if key and key not in engines:
                 engines[key] = Engine(Path(d), max_seq_len=max_seq_len)
         dims = {}
         if len(build_dirs) != len(self.pattern.agents):
@@ -119,6 +120,8 @@ class LatentMAS:
                                 f"got {len(build_dirs)} build folder(s)", "pass one build folder per agent, in order")
         self.agents = {}
         for name, d in zip(self.pattern.agents, build_dirs, strict=True):
+            if d is None:  # a role another machine runs (builder.run.peer): no model here
+                continue
             eng = engines[str(Path(d).resolve())]
             dims[name] = eng.hidden_size
             self.agents[name] = Agent(name, self.pattern.role(name), eng)
@@ -130,9 +133,10 @@ class LatentMAS:
                              self.lf.tensors[f"inner:{meta['name']}"]["w1.weight"].shape[0])
             link.load_state_dict(self.lf.tensors[f"inner:{meta['name']}"])
             self.links[f"inner:{meta['name']}"] = link.eval()
+        sizes = {a["name"]: a["hidden_size"] for a in self.lf.meta["agents"]}
         for e in self.pattern.edges:
             t = self.lf.tensors[e.key]
-            link = make_link("outer", dims[e.src], dims[e.dst], t["w1.weight"].shape[0])
+            link = make_link("outer", sizes[e.src], sizes[e.dst], t["w1.weight"].shape[0])
             link.load_state_dict(t)
             self.links[e.key] = link.eval()
         self.rounds = self.lf.meta["rounds"]
@@ -141,6 +145,8 @@ class LatentMAS:
     def _check_weights(self, links_file, build_dirs, force: bool, warn) -> None:
         """Links trained on other weights than a build's would run and answer nonsense: refuse them (or warn)."""
         for meta, d in zip(self.lf.meta["agents"], build_dirs, strict=True):
+            if d is None:
+                continue
             want = meta.get("weights_sha256")
             have = self.agents[meta["name"]].engine.manifest.get("source", {}).get("sha256")
             if want and have and want != have:
@@ -194,28 +200,35 @@ class LatentMAS:
 
     def run(self, question: str, mode: str = "latent", max_new_tokens: int = 32, text_tokens: int | None = None,
             rounds: int | None = None, m: int | None = None, senders_question: str | None = None,
-            zero_handoffs: bool = False, slot_prompt=None) -> dict:
+            zero_handoffs: bool = False, slot_prompt=None, peer=None) -> dict:
         """mode "latent": latent hand-offs; "text": each agent writes its message until its turn ends, at most
         `text_tokens` tokens (default TEXT_TOKENS, a full message; pass m for an equal-budget comparison);
         "single": the final agent alone, its slots left empty (the one-agent baseline), or with `slot_prompt`'s
         trained vectors in its slot (train_links.prompt_tuning.SlotPrompt: the prompt-tuned baseline).
         Controls of the latent MAS: `senders_question`, every agent but the final one works on this other
         question, so the final agent gets hand-offs of the right form with the wrong content; `zero_handoffs`,
-        every hand-off is replaced by zeros of its shape (the receivers get no content at all)."""
+        every hand-off is replaced by zeros of its shape (the receivers get no content at all).
+        `peer` (builder.run.peer.Peer, latent mode): the roles in peer.remote run on another machine; their
+        hand-offs to this side's roles come as checked frames, and this side's to theirs go out as frames."""
         # A link is a few small matmuls: one torch thread for the whole run. With torch's default pool its idle
         # workers keep spinning on the cores TVM's pool needs for the next step (measured under load: 32 -> 24 ms).
         prev = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             return self._run(question, mode, max_new_tokens, text_tokens, rounds, m, senders_question, zero_handoffs,
-                             slot_prompt)
+                             slot_prompt, peer)
         finally:
             torch.set_num_threads(prev)
 
     def _run(self, question, mode, max_new_tokens, text_tokens, rounds, m, senders_question=None,
-             zero_handoffs=False, slot_prompt=None) -> dict:
+             zero_handoffs=False, slot_prompt=None, peer=None) -> dict:
         rounds, m = rounds or self.rounds, m or self.m
         mt, p = Metrics(), self.pattern
+        remote = peer.remote if peer else set()
+        if peer:
+            if mode != "latent":
+                raise MlcbuildError(f"a run split between machines is latent only, not {mode}", "use --mode latent")
+            peer.begin(rounds, m)
         for agent in self.agents.values():
             agent.cached_question = None  # every run starts cold, so latent and text runs compare fairly
         handoffs = []
@@ -230,14 +243,19 @@ class LatentMAS:
         for r in range(rounds):
             cur: dict = {}
             for name in p.order():
+                if name in remote:
+                    continue
                 agent = self.agents[name]
                 q = senders_question if senders_question and name != p.final else question
                 slots: dict = {}
                 for e in p.incoming(name):
-                    src = prev.get(e.src) if e.next_round else cur.get(e.src)
+                    if e.src in remote:
+                        src = None if e.next_round and r == 0 else peer.receive(e, r)
+                    else:
+                        src = prev.get(e.src) if e.next_round else cur.get(e.src)
                     if src is None:
                         continue
-                    val = self._link(e.key, src) if mode == "latent" else src
+                    val = src if e.src in remote else self._link(e.key, src) if mode == "latent" else src
                     if zero_handoffs and mode == "latent":
                         val = np.zeros_like(val)
                     if mode == "latent":
@@ -259,8 +277,18 @@ class LatentMAS:
                     mt.latent_steps += m
                     self._stage(mt, name, r, "latent", t0, steps=m)
                     cur[name] = np.stack(block)
+                    for e in p.edges:  # this side's hand-offs to the other machine's roles, after their links
+                        if e.src == name and e.dst in remote and (not e.next_round or r + 1 < rounds):
+                            peer.send(e, r + 1 if e.next_round else r, self._link(e.key, cur[name]))
                 else:
                     cur[name] = self._decode_text(agent, q, emb, prefix, text_tokens or TEXT_TOKENS, mt, r)
             prev = cur
+        if peer and p.final in remote:
+            answer = peer.expect("answer", p.final)["text"]
+        elif peer:
+            peer.send_json(type="answer", text=answer)
         mt.e2e_ms = (time.perf_counter() - t_start) * 1000
-        return {"mode": mode, "answer": answer, "metrics": mt.as_dict(), "handoffs": handoffs}
+        out = {"mode": mode, "answer": answer, "metrics": mt.as_dict(), "handoffs": handoffs}
+        if peer:
+            out["wire"] = peer.wire.summary()
+        return out

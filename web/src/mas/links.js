@@ -362,20 +362,23 @@ export async function parseLinks(doc, source = "recursivelink.json", dims = null
 }
 
 // Fetch and validate a recursivelink.json; `dims` (agent name -> hidden size) also checks it against the models.
+// The set's `sha256` is its file's (the identity hand-off frames carry between machines: mas/wire.js).
 export async function loadLinks(url, dims = null) {
-  const text = await fetchLinksText(url);
+  const bytes = await fetchLinksBytes(url);
   let doc;
   try {
-    doc = JSON.parse(text);
+    doc = JSON.parse(new TextDecoder().decode(bytes));
   } catch (e) {
     throw bad(url, `not valid JSON, truncated or corrupted (${String(e.message).slice(0, 80)})`);
   }
-  return parseLinks(doc, String(url), dims);
+  const set = await parseLinks(doc, String(url), dims);
+  set.sha256 = await sha256Hex(bytes);
+  return set;
 }
 
 // A links file inside a build folder (`mlcbuild make --links`) is listed in that folder's manifest.json: then it comes
 // from the Cache API like the weights, sha256-checked on every load. Elsewhere it is fetched as served.
-async function fetchLinksText(url) {
+async function fetchLinksBytes(url) {
   const u = new URL(url);
   const name = decodeURIComponent(u.pathname.split("/").pop());
   const base = new URL(".", u);
@@ -384,6 +387,6 @@ async function fetchLinksText(url) {
     const res = await fetch(new URL("manifest.json", base));
     if (res.ok) manifest = await res.json();
   } catch { /* not a build folder */ }
-  if (manifest?.files?.[name]) return new TextDecoder().decode(await cachedFetchVerified(base, manifest, name));
-  return (await fetchOk(url)).text();
+  if (manifest?.files?.[name]) return new Uint8Array(await cachedFetchVerified(base, manifest, name));
+  return new Uint8Array(await (await fetchOk(url)).arrayBuffer());
 }

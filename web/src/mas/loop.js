@@ -196,6 +196,12 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
   const m = opts.m || links?.m;
   if (!rounds || !m) throw new Error("rounds and m are needed (from the links file or the options)");
   if (mode === "latent" && !links) throw new Error("latent mode needs the links");
+  // opts.peer (peer.js): the roles in peer.remote run on another machine; their hand-offs to this side's roles
+  // come as checked frames, and this side's to theirs go out as frames (after the outer link)
+  const peer = opts.peer ?? null;
+  const remote = peer ? peer.remote : new Set();
+  if (peer && mode !== "latent") throw new Error(`a run split between machines is latent only, not ${mode}`);
+  peer?.begin(rounds, m);
   const mt = new Metrics();
   for (const a of Object.values(agents)) a.cachedQuestion = null; // every run starts cold: latent vs text is fair
   // opts.onEvent sees the loop as it goes (the playground's diagram and transcript): {type: "round", round, rounds};
@@ -212,6 +218,7 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
     emit({ type: "round", round: r, rounds });
     const cur = {};
     for (const name of pattern.order()) {
+      if (remote.has(name)) continue;
       const agent = agents[name];
       emit({ type: "turn", agent: name, round: r });
       const turn = { agent: name, round: r, inputs: [], text: null, final: false };
@@ -222,12 +229,20 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
       const landing = [];
       const landed = () => { for (const edge of landing) emit({ type: "land", edge, round: r }); };
       for (const e of pattern.incoming(name)) {
-        const src = e.next_round ? prev[e.src] : cur[e.src];
+        const far = remote.has(e.src);
+        let src = e.next_round ? prev[e.src] : cur[e.src];
+        if (far && !(e.next_round && r === 0)) {
+          const f = await peer.receive(e, r);
+          src = new Block(f.data, f.rows, f.dim);
+        }
         if (src === undefined || src === null) continue;
         landing.push(e.key);
-        turn.inputs.push({ edge: e.key, slot: e.slot, src: e.src, ...(typeof src === "string" ? { text: src } : {}) });
+        turn.inputs.push({ edge: e.key, slot: e.slot, src: e.src, ...(typeof src === "string" ? { text: src } : {}),
+          ...(far ? { remote: true } : {}) });
         let val = src;
-        if (mode === "latent") {
+        if (far) {
+          handoffs.push({ edge: e.key, round: r, block: val, remote: true });
+        } else if (mode === "latent") {
           const link = links.get(e.key);
           val = new Block(link.forward(src.data, src.rows), src.rows, link.dTgt);
           handoffs.push({ edge: e.key, round: r, block: val });
@@ -255,6 +270,12 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
         mt.latent_steps += m;
         mt.stage(name, r, "latent", t0, { steps: m });
         cur[name] = new Block(concat(block), m, agent.d);
+        for (const e of pattern.edges) { // this side's hand-offs to the other machine's roles
+          if (e.src === name && remote.has(e.dst) && (!e.next_round || r + 1 < rounds)) {
+            const link = links.get(e.key);
+            peer.send(e, e.next_round ? r + 1 : r, new Block(link.forward(cur[name].data, m), m, link.dTgt));
+          }
+        }
       } else {
         cur[name] = (await decodeText(agent, question, emb, reuse, opts.textTokens || TEXT_TOKENS, mt, r,
           landed, streamed)).text;
@@ -269,8 +290,15 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
     }
     prev = cur;
   }
+  if (peer && remote.has(pattern.final)) {
+    answer = (await peer.expect("answer", pattern.final)).text;
+    turns.push({ agent: pattern.final, round: rounds - 1, inputs: [], text: answer, final: true, remote: true });
+  } else if (peer) {
+    peer.sendJSON({ type: "answer", text: answer });
+  }
   mt.e2e_ms = now() - tStart;
-  return { mode, answer, answer_ids: answerIds, metrics: mt.toJSON(), handoffs, turns };
+  return { mode, answer, answer_ids: answerIds, metrics: mt.toJSON(), handoffs, turns,
+    ...(peer ? { wire: peer.summary() } : {}) };
 }
 
 // Latent hand-offs; opts: {rounds, m, maxNewTokens, reuseKV, onEvent} (rounds and m default to the links file's).
@@ -294,7 +322,7 @@ export function runSingle(agents, links, pattern, question, opts = {}) {
 // before any weights load, and against the loaded model.
 export async function loadSystem(buildUrls, linksOrUrl, { onProgress = () => {}, maxSeqLen = 1024 } = {}) {
   const base = globalThis.location?.href;
-  const urls = buildUrls.map((u) => new URL(u, base).href);
+  const urls = buildUrls.map((u) => (u ? new URL(u, base).href : null)); // null: a role another machine runs
   const links = typeof linksOrUrl === "string" ? await loadLinks(new URL(linksOrUrl, base).href) : linksOrUrl;
   const pattern = links.pattern;
   if (urls.length !== pattern.agents.length) {
@@ -303,18 +331,20 @@ export async function loadSystem(buildUrls, linksOrUrl, { onProgress = () => {},
     "pass one build folder per agent, in order");
   }
   const configs = {};
-  for (const u of new Set(urls)) configs[u] = await fetchJSON(new URL("mlc-chat-config.json", u));
+  const here = pattern.agents.map((n, i) => [n, urls[i]]).filter(([, u]) => u);
+  const uniq = new Set(here.map(([, u]) => u));
+  for (const u of uniq) configs[u] = await fetchJSON(new URL("mlc-chat-config.json", u));
   const dimOf = (u) => configs[u].hidden_size ?? configs[u].model_config?.hidden_size;
-  links.checkDims(Object.fromEntries(pattern.agents.map((n, i) => [n, dimOf(urls[i])])));
+  links.checkDims(Object.fromEntries(here.map(([n, u]) => [n, dimOf(u)])));
   const models = {};
   const codecs = {};
-  for (const u of new Set(urls)) {
+  for (const u of uniq) {
     onProgress({ stage: "model", url: u });
     models[u] = await Model.load(u, { maxSeqLen, onProgress: (p) => onProgress({ ...p, url: u }) });
     codecs[u] = await TextCodec.load(u, { manifest: models[u].manifest, chatConfig: models[u].chatConfig });
   }
-  links.checkDims(Object.fromEntries(pattern.agents.map((n, i) => [n, models[urls[i]].hiddenSize])));
+  links.checkDims(Object.fromEntries(here.map(([n, u]) => [n, models[u].hiddenSize])));
   const agents = {};
-  pattern.agents.forEach((n, i) => { agents[n] = new Agent(n, pattern.role(n), models[urls[i]], codecs[urls[i]]); });
+  for (const [n, u] of here) agents[n] = new Agent(n, pattern.role(n), models[u], codecs[u]);
   return { agents, links, pattern, models: Object.values(models) };
 }

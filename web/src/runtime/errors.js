@@ -15,3 +15,5 @@ export class ChecksumMismatchError extends MlcbuildError {}
 export class LinkMismatchError extends MlcbuildError {}
 export class LinkFormatError extends MlcbuildError {}
 export class PromptTemplateError extends MlcbuildError {} // a role's edited template: no {question}, a bad slot
+export class HandoffFrameError extends MlcbuildError {} // a hand-off frame from another machine that must not run
+export class PeerError extends MlcbuildError {} // the other machine of a split run left, stalled or was refused
