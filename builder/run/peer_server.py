@@ -1,10 +1,12 @@
-"""Some roles on this machine's CPU libraries, the others in a page: the WebSocket end of a split run.
+"""The WebSocket side of `mlcbuild serve`: a page's link to roles on this machine, and signaling between pages.
 
-`mlcbuild serve --agents ... --links ... --run-roles planner,critic` starts one of these beside the playground's
-HTTP server. A page connects (web/src/mas/peer.js), both sides say hello (roles, links), and for every `run` the
-page sends, this side runs its roles of the latent loop (builder.run.latent.LatentMAS with a builder.run.peer.Peer)
-while frames cross the socket. The side with the final agent sends the `answer`; this side always ends a run
-with `done` and its wire figures. The server side of the socket is the `websockets` library's (sync API).
+- /roles: some roles on this machine's CPU libraries (`--run-roles planner,critic`), the others in the page
+  (web/src/mas/peer.js). Both sides say hello (roles, links); for every `run` the page sends, this side runs its
+  roles of the latent loop (builder.run.latent.LatentMAS with a builder.run.peer.Peer) while frames cross the
+  socket, and ends with `done` and its wire figures.
+- /signal/ROOM: the first two pages to open the same ROOM are paired and each one's messages go to the other (the
+  WebRTC offer and answer of web/src/runtime/rtc.js); a third is refused. Nothing is kept after they leave.
+The server side of the socket is the `websockets` library's (sync API), one thread per connection.
 """
 
 import threading
@@ -13,17 +15,20 @@ from .peer import Peer, PeerError, WebSocketChannel
 from .wire import file_sha256
 
 
-class RoleServer:
-    """A WebSocket server on host:port (0: any free port) running `local_roles` of `mas`. Use as a context
-    manager; `url` is what a page connects to. Runs from several pages take turns (one set of engines)."""
+class PeerServer:
+    """A WebSocket server on host:port (0: any free port). `mas` + `links_file` + `local_roles` enable /roles (runs
+    from several pages take turns: one set of engines). Use as a context manager."""
 
-    def __init__(self, mas, links_file, local_roles, host: str = "127.0.0.1", port: int = 0, dtype: str = "f32",
-                 timeout: float = 120.0, log=print):
+    def __init__(self, mas=None, links_file=None, local_roles=(), host: str = "127.0.0.1", port: int = 0,
+                 dtype: str = "f32", timeout: float = 120.0, log=print):
         self.mas, self.local, self.host, self.port = mas, set(local_roles), host, port
         self.dtype, self.timeout, self.log = dtype, timeout, log
-        self.links_sha256 = file_sha256(links_file)
-        self.weights = {n: (a.engine.manifest.get("source") or {}).get("sha256", "") for n, a in mas.agents.items()}
+        self.links_sha256 = file_sha256(links_file) if links_file else None
+        self.weights = ({n: (a.engine.manifest.get("source") or {}).get("sha256", "") for n, a in mas.agents.items()}
+                        if mas else {})
         self._lock = threading.Lock()
+        self._rooms: dict = {}  # room -> [ws, ...] (at most two)
+        self._rooms_lock = threading.Condition()
         self.runs = 0
 
     def __enter__(self):
@@ -37,12 +42,46 @@ class RoleServer:
     def __exit__(self, *exc):
         self._server.shutdown()
 
-    @property
-    def url(self) -> str:
+    def url(self, path: str = "/roles") -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"ws://{host}:{self.port}/"
+        return f"ws://{host}:{self.port}{path}"
 
     def _handle(self, ws):
+        path = ws.request.path.split("?", 1)[0]
+        if path.startswith("/signal/") and len(path) > len("/signal/"):
+            return self._relay(ws, path[len("/signal/"):])
+        if path == "/roles" and self.mas is not None:
+            return self._roles(ws)
+        ws.close(1008, "no such endpoint: use /signal/ROOM, or /roles with mlcbuild serve --run-roles")
+
+    # -- /signal/ROOM ------------------------------------------------------------------------------------------
+    def _relay(self, ws, room: str):
+        with self._rooms_lock:
+            members = self._rooms.setdefault(room, [])
+            if len(members) >= 2:
+                ws.close(1008, f"room {room[:40]} already has two pages")
+                return
+            members.append(ws)
+            self._rooms_lock.notify_all()
+            while len(members) < 2 and ws in members:
+                self._rooms_lock.wait(timeout=1.0)
+                if ws.state.name != "OPEN":
+                    members.remove(ws)
+                    return
+            other = next(m for m in members if m is not ws)
+        try:
+            for msg in ws:  # every message goes to the other page as it is
+                other.send(msg)
+        except Exception:  # noqa: BLE001 - either side closing ends the relay
+            pass
+        finally:
+            other.close()
+            with self._rooms_lock:
+                if self._rooms.get(room) is members:
+                    del self._rooms[room]
+
+    # -- /roles ------------------------------------------------------------------------------------------------
+    def _roles(self, ws):
         peer = Peer(WebSocketChannel(ws), self.mas.lf, self.links_sha256, self.local, self.weights, self.dtype,
                     self.timeout)
         try:
