@@ -305,11 +305,13 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
     for md, r in res.items():
         click.echo(f"[{label[md]}] {r['answer'].strip()}")
     click.echo(f"\n{where}\n{'mode':<7} {'prompt tok':>10} {'reused tok':>10} {'generated':>10} {'latent steps':>13} "
-               f"{'e2e s':>8}")
+               f"{'e2e s':>8} {'hand-off bytes':>15}")
     for md, r in res.items():
         m = r["metrics"]
+        hb = m.get("handoff_bytes")  # latent: f32 frames between machines (docs/wire.md); text: the messages
+        hb = "-" if md == "single" or hb is None else hb
         click.echo(f"{md:<7} {m['prompt_tokens']:>10} {m['reused_tokens']:>10} {m['generated_tokens']:>10} "
-                   f"{m['latent_steps']:>13} {m['e2e_latency_s']:>8.2f}")
+                   f"{m['latent_steps']:>13} {m['e2e_latency_s']:>8.2f} {hb:>15}")
     if {"latent", "text"} <= set(res):
         lat, txt = res["latent"]["metrics"], res["text"]["metrics"]
         fewer = 1 - lat["generated_tokens"] / txt["generated_tokens"] if txt["generated_tokens"] else 0.0

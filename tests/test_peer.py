@@ -247,3 +247,43 @@ def test_a_page_that_leaves_mid_run_ends_the_other_page_naming_the_role(system, 
     # the solver's page names the host's role it was waiting for or sending to at that moment
     assert re.search(r"PeerError: the peer running (critic|planner) left mid-run", err), out["join"]
     assert float(err.rsplit("run_ms=", 1)[1].rstrip("]")) < 10_000, err
+
+
+# -- the playground ------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_playground_runs_the_solver_with_planner_and_critic_on_the_server(system, reference, tmp_path, artifacts):
+    """mlcbuild serve's playground with --run-roles planner,critic: the page connects as a person would
+    (?session=server), loads only the solver's build, and shows the remote roles, the bytes and time of each
+    hand-off on the wire, and the hand-off bytes in the results table."""
+    import shutil
+    from urllib.parse import quote
+
+    from builder.run.browser import run_page
+    from builder.run.serve import PlaygroundServer
+
+    site = tmp_path / "site"
+    for d in system["dirs"]:
+        if not (site / d.name).exists():
+            shutil.copytree(d, site / d.name)
+    shutil.copy(system["links_file"], site / "recursivelink.json")
+    log = []
+    with role_server(system, log) as hub:
+        info = {"signal": hub.url("/signal/"), "roles": {"url": hub.url("/roles"), "runs": list(SERVER_ROLES)}}
+        with PlaygroundServer(site, peer_info=info) as srv:
+            builds = ",".join(f"/dist/{d.name}/" for d in system["dirs"])
+            res = run_page(srv.playground_url(f"links=/dist/recursivelink.json&builds={builds}&q={quote(QUESTION)}"
+                                              f"&r={ROUNDS}&m={M}&max={MAX_NEW}&session=server&auto=1&mode=latent"),
+                           timeout_s=600, screenshot=artifacts / "playground-server-roles.png", screenshot_always=True)
+    assert res["ok"], res.get("error")
+    out = res["result"]
+    assert out["latent"]["answer"] == reference["answer"]
+    nodes = {n["agent"]: n for n in out["latent"]["diagram"]["nodes"]}
+    assert [n for n in nodes if nodes[n]["remote"]] == list(SERVER_ROLES)
+    labels = {w["edge"]: w["label"] for w in out["latent"]["diagram"]["wire"]}
+    assert "on the wire" in labels["critic->solver:refined_plan"] and "KB" in labels["critic->solver:refined_plan"]
+    assert out["latent"]["wire"]["bytes_received"] > 0
+    row = next(r for r in out["table"] if r["mode"] == "latent")
+    assert "crossed" in row["handoff_bytes"], row
+    assert any("run 1:" in m for m in log), log

@@ -17,6 +17,7 @@ import torch
 from mlcbuild_common.errors import MlcbuildError
 
 from .engine import Engine
+from .wire import frame_size
 
 TEXT_TOKENS = 256  # the text baseline's cap per message: agents write until their turn ends, as a text MAS does
 
@@ -29,6 +30,7 @@ class Metrics:
     latent_steps: int = 0  # decode_last_hidden steps
     stages: list = field(default_factory=list)  # per agent per round: {agent, round, stage, ms, ...}
     e2e_ms: float = 0.0
+    handoff_bytes: int = 0  # what the hand-offs would weigh between machines: f32 frames, or the messages' UTF-8
 
     def as_dict(self) -> dict:
         prefill_ms = sum(s["ms"] for s in self.stages if s["stage"] == "prefill")
@@ -36,6 +38,7 @@ class Metrics:
         return {"prompt_tokens": self.prompt_tokens, "reused_tokens": self.reused_tokens,
                 "generated_tokens": self.generated_tokens,
                 "latent_steps": self.latent_steps, "e2e_latency_s": self.e2e_ms / 1000,
+                "handoff_bytes": self.handoff_bytes,
                 "prefill_tokens_per_s": self.prompt_tokens / (prefill_ms / 1000) if prefill_ms else None,
                 "decode_tokens_per_s": self.generated_tokens / (decode_ms / 1000) if decode_ms else None,
                 "stages": self.stages}
@@ -260,6 +263,9 @@ class LatentMAS:
                         val = np.zeros_like(val)
                     if mode == "latent":
                         handoffs.append({"edge": e.key, "round": r, "block": val})
+                        mt.handoff_bytes += frame_size(e.key, *val.shape, peer.dtype if peer else "f32")
+                    elif isinstance(val, str):
+                        mt.handoff_bytes += len(val.encode())
                     old = slots.get(e.slot)
                     slots[e.slot] = val if old is None else (old + "\n" + val if isinstance(val, str)
                                                               else np.concatenate([old, val], 0))

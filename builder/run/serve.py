@@ -73,13 +73,18 @@ def list_builds(root: Path) -> dict:
 
 
 class PlaygroundHandler(_Handler):
-    """The static mounts plus a generated /dist/index.json."""
+    """The static mounts plus a generated /dist/index.json, and /peer.json: where the page finds the WebSocket
+    side (signaling between pages; roles on this machine with --run-roles). Static hosting has no /peer.json: the
+    page then offers copy-paste sessions only."""
 
     dist_root: Path = Path("dist")
+    peer_info: dict | None = None
 
     def do_GET(self):
-        if self.path.split("?", 1)[0] == INDEX:
-            body = json.dumps(list_builds(self.dist_root), indent=1).encode()
+        path = self.path.split("?", 1)[0]
+        if path in (INDEX, "/peer.json") and (path == INDEX or self.peer_info):
+            doc = list_builds(self.dist_root) if path == INDEX else self.peer_info
+            body = json.dumps(doc, indent=1).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -92,10 +97,11 @@ class PlaygroundHandler(_Handler):
 class PlaygroundServer(StaticServer):
     """StaticServer with web/ at / and `dist` at /dist/ (index.json generated). Use as a context manager."""
 
-    def __init__(self, dist: Path, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, dist: Path, port: int = 0, host: str = "127.0.0.1", peer_info: dict | None = None):
         super().__init__({"/": web_dir(), "/dist/": Path(dist)}, port)
         self.dist = Path(dist)
         self.host = host
+        self.peer_info = peer_info
 
     def __enter__(self):
         import threading
@@ -103,7 +109,8 @@ class PlaygroundServer(StaticServer):
         from http.server import ThreadingHTTPServer
 
         handler = type("Handler", (PlaygroundHandler,), {
-            "mounts": {k: Path(v) for k, v in self.mounts.items()}, "dist_root": self.dist.resolve()})
+            "mounts": {k: Path(v) for k, v in self.mounts.items()}, "dist_root": self.dist.resolve(),
+            "peer_info": self.peer_info})
         self._httpd = ThreadingHTTPServer((self.host, self.port), partial(handler))
         self.port = self._httpd.server_address[1]
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
@@ -123,15 +130,42 @@ class PlaygroundServer(StaticServer):
               help="TCP port (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. WebGPU needs a secure context: use 127.0.0.1/localhost or https.")
-def serve_cmd(dist, port, host):
-    """Serve the playground (web/) at / and the build output root DIST (default ./dist) at /dist/."""
+@click.option("--ws-port", default=None, type=click.IntRange(0, 65535),
+              help="WebSocket port for sessions between machines (default: --port + 1; 0: any free port).")
+@click.option("--run-roles", default=None, help="Run these roles of the links' pattern here, on the CPU libraries "
+              "(e.g. planner,critic); a page that connects runs the others, hand-offs cross the WebSocket.")
+@click.option("--agents", default=None, help="With --run-roles: one build folder per pattern agent, comma-separated "
+              "(only the folders of --run-roles are loaded).")
+@click.option("--links", "links_file", default=None, type=click.Path(dir_okay=False),
+              help="With --run-roles: the recursivelink.json the page loads too.")
+@click.option("--frame-dtype", type=click.Choice(["f32", "f16"]), default="f32", show_default=True,
+              help="Precision of the hand-off frames this side sends (f16: half the bytes).")
+def serve_cmd(dist, port, host, ws_port, run_roles, agents, links_file, frame_dtype):
+    """Serve the playground (web/) at / and the build output root DIST (default ./dist) at /dist/, with a WebSocket
+    endpoint for sessions between machines: WebRTC signaling between two pages, and with --run-roles some roles on
+    this machine (docs/wire.md)."""
+    from .peer_server import PeerServer
+
     root = Path(dist)
     if not root.is_dir():
         raise MlcbuildError(f"{root} is not a folder", "build something first: mlcbuild make MODEL --out DIR")
     ensure_web_packages(web_dir(), "@mlc-ai/web-runtime")
+    mas, local = _roles_here(run_roles, agents, links_file)
+    ws_port = (port + 1 if port else 0) if ws_port is None else ws_port
     try:
-        srv = PlaygroundServer(root, port=port, host=host).__enter__()
+        hub = PeerServer(mas, links_file, local, host=host, port=ws_port, dtype=frame_dtype,
+                         log=lambda s: click.echo(s, err=True)).__enter__()
     except OSError as e:
+        raise MlcbuildError(f"cannot listen on {host}:{ws_port}: {e.strerror or e}",
+                            "pick another --ws-port (0 = any free port)") from None
+    info = {"signal": hub.url("/signal/"), "roles": None}
+    if mas:
+        info["roles"] = {"url": hub.url("/roles"), "runs": sorted(local), "links": Path(links_file).name,
+                         "links_sha256": hub.links_sha256}
+    try:
+        srv = PlaygroundServer(root, port=port, host=host, peer_info=info).__enter__()
+    except OSError as e:
+        hub.__exit__(None, None, None)
         raise MlcbuildError(f"cannot listen on {host}:{port}: {e.strerror or e}",
                             "pick another --port (0 = any free port)") from None
     try:
@@ -141,6 +175,8 @@ def serve_cmd(dist, port, host):
                    f"({len(index['builds'])} build(s), {len(index['links'])} links file(s); the page reads {read})")
         for b in index["builds"]:
             click.echo(f"  {b['url']}  {b['model']} {b['quantization']}  libs: {', '.join(sorted(b['libs']))}")
+        click.echo(f"sessions between machines: {hub.url('/signal/')}ROOM" + (
+            f"; {', '.join(sorted(local))} run here ({hub.url('/roles')})" if mas else ""))
         click.echo(f"playground: {srv.playground_url()}  (Ctrl-C to stop)")
         while True:
             time.sleep(3600)
@@ -148,3 +184,32 @@ def serve_cmd(dist, port, host):
         click.echo("mlcbuild: server stopped", err=True)
     finally:
         srv.__exit__(None, None, None)
+        hub.__exit__(None, None, None)
+
+
+def _roles_here(run_roles, agents, links_file):
+    """(LatentMAS with only --run-roles loaded, those roles) or (None, ()) without --run-roles."""
+    if not run_roles:
+        if agents or links_file:
+            raise MlcbuildError("--agents and --links go with --run-roles", "add --run-roles ROLE,... or drop them")
+        return None, ()
+    if not (agents and links_file):
+        raise MlcbuildError("--run-roles needs --agents and --links", "pass the build folders and recursivelink.json")
+    from train_links import format as fmt
+
+    from .latent import LatentMAS
+
+    pattern = fmt.load(links_file).pattern
+    local = [r.strip() for r in run_roles.split(",") if r.strip()]
+    unknown = [r for r in local if r not in pattern.agents]
+    if unknown:
+        raise MlcbuildError(f"--run-roles: {unknown[0]} is not a role of {links_file} ({', '.join(pattern.agents)})",
+                            "name roles of the links' pattern")
+    if set(local) == set(pattern.agents):
+        raise MlcbuildError("--run-roles names every role: the page would run none", "leave at least one to the page")
+    dirs = [d.strip() for d in agents.split(",")]
+    if len(dirs) != len(pattern.agents):
+        raise MlcbuildError(f"--agents: {len(dirs)} folder(s) for the {len(pattern.agents)} agents "
+                            f"{', '.join(pattern.agents)}", "pass one build folder per agent, in order")
+    dirs = [Path(d) if n in local else None for n, d in zip(pattern.agents, dirs, strict=True)]
+    return LatentMAS(dirs, Path(links_file)), local

@@ -86,6 +86,12 @@ def encode(f: Frame) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+def frame_size(edge: str, rows: int, dim: int, dtype: str = "f32") -> int:
+    """The bytes of one frame for `edge` ("src->dst:slot") carrying rows x dim values."""
+    src, rest = edge.split("->", 1)
+    return HEADER.size + len((src + rest.replace(":", "", 1)).encode()) + rows * dim * (2 if dtype == "f16" else 4) + 4
+
+
 def peek_size(buf: bytes) -> int | None:
     """The total size the header declares (None while fewer bytes than a header have arrived)."""
     if len(buf) < HEADER.size:

@@ -36,6 +36,10 @@ svg.pattern-diagram { max-width: 100%; height: auto; }
 .pattern-diagram .slot { fill: var(--fg, #333); paint-order: stroke; stroke: var(--card, #fff);
   stroke-width: 4px; }
 .pattern-diagram .slot.inflight { fill: #b45309; font-weight: 600; }
+.pattern-diagram .node.remote rect { stroke-dasharray: 5 3; fill: var(--remote, #eef2fb); }
+.pattern-diagram .node .where { font-size: 10px; fill: #3b5bab; }
+.pattern-diagram .wire { font-size: 10px; fill: #3b5bab; paint-order: stroke; stroke: var(--card, #fff);
+  stroke-width: 4px; }
 `;
 
 function svgEl(tag, attrs = {}, text) {
@@ -163,7 +167,8 @@ export class Diagram {
         svgEl("text", { x: W - 10, y: 19, "text-anchor": "end" }, a === pattern.final ? "answers" : ""),
         svgEl("text", { class: "build", x: 10, y: 37 }, shortBuild(agents[a]?.build)),
         svgEl("text", { class: "dim", x: 10, y: 55 }, `d=${agents[a]?.d ?? "?"}`),
-        svgEl("text", { class: "status", x: W - 10, y: 55, "text-anchor": "end" }, "idle"));
+        svgEl("text", { class: "status", x: W - 10, y: 55, "text-anchor": "end" }, "idle"),
+        svgEl("text", { class: "where", x: W - 10, y: 37, "text-anchor": "end" }, ""));
       nodeLayer.append(g);
     }
     svg.append(edgeLayer, nodeLayer, labelLayer);
@@ -175,7 +180,25 @@ export class Diagram {
   #edge(edges, labels, e, d, lx, ly, text) {
     edges.append(svgEl("path", { class: `edge${e.next_round ? " next-round" : ""}`, d, "data-edge": e.key,
       "data-carried": 0 }));
-    labels.append(svgEl("text", { class: "slot", x: lx, y: ly, "text-anchor": "middle", "data-edge": e.key }, text));
+    labels.append(svgEl("text", { class: "slot", x: lx, y: ly, "text-anchor": "middle", "data-edge": e.key }, text),
+      svgEl("text", { class: "wire", x: lx, y: ly + 13, "text-anchor": "middle", "data-edge": e.key }, ""));
+  }
+
+  // A role that runs on the other machine of a split run (app/session.js): dashed, marked "remote".
+  setRemote(name, on) {
+    const g = this.#node(name);
+    if (!g) return;
+    g.classList.toggle("remote", on);
+    g.querySelector(".where").textContent = on ? "remote" : "";
+  }
+
+  // A hand-off frame that crossed the wire (mas/peer.js record): its size and time under the edge's label.
+  wire(rec) {
+    const t = this.svg?.querySelector(`text.wire[data-edge="${CSS.escape(rec.edge)}"]`);
+    if (!t) return;
+    const kb = rec.bytes >= 1024 ? `${(rec.bytes / 1024).toFixed(1)} KB` : `${rec.bytes} B`;
+    t.textContent = `${kb} on the wire, ${rec.ms.toFixed(rec.ms < 10 ? 1 : 0)} ms`;
+    (this.wires ??= []).push({ ...rec });
   }
 
   #node(name) { return this.svg?.querySelector(`g.node[data-agent="${CSS.escape(name)}"]`); }
@@ -207,6 +230,8 @@ export class Diagram {
       p.dataset.carried = "0";
       p.classList.remove("carried");
     }
+    for (const t of this.svg.querySelectorAll("text.wire")) t.textContent = "";
+    this.wires = [];
     this.#clearFlights();
     this.svg.querySelector(".mode").textContent = `${mode}: starting`;
   }
@@ -255,7 +280,7 @@ export class Diagram {
     return {
       nodes: all("g.node").map((g) => ({ agent: g.dataset.agent, build: g.querySelector(".build").textContent,
         d: Number(g.dataset.d), status: g.querySelector(".status").textContent, active: g.classList.contains("active"),
-        final: g.classList.contains("final") })),
+        final: g.classList.contains("final"), remote: g.classList.contains("remote") })),
       edges: all("path.edge").map((p) => ({ edge: p.dataset.edge, label: label(p.dataset.edge),
         next_round: p.classList.contains("next-round"), dashed: getComputedStyle(p).strokeDasharray !== "none",
         carried: Number(p.dataset.carried) })),
@@ -263,6 +288,8 @@ export class Diagram {
       mode: this.svg.querySelector(".mode").textContent,
       inflight: all("path.edge.inflight").map((p) => p.dataset.edge),
       flights: this.flights.map((f) => ({ ...f })),
+      wire: all("text.wire").filter((t) => t.textContent).map((t) => ({ edge: t.dataset.edge, label: t.textContent })),
+      wires: (this.wires ?? []).map((w) => ({ ...w })),
     };
   }
 }

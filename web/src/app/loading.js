@@ -9,7 +9,7 @@ import { LinkMismatchError } from "../runtime/errors.js";
 // SmolLM2's three agents). Returns the system with loadMs and verified ({url: cache verdict}).
 export async function loadChecked(urls, links, { force = false, status, note }) {
   const t0 = performance.now();
-  const unique = [...new Set(urls)];
+  const unique = [...new Set(urls.filter(Boolean))]; // null: a role the other machine runs (app/session.js)
   const nModels = unique.length;
   if (urls.length !== links.pattern.agents.length) {
     throw new LinkMismatchError(`pattern ${links.pattern.name} has ${links.pattern.agents.length} agents, got ` +
@@ -19,6 +19,7 @@ export async function loadChecked(urls, links, { force = false, status, note }) 
   const weights = {};
   const meta = {};  // one config and manifest fetch per distinct build, however many roles share it
   for (const [i, n] of links.pattern.agents.entries()) {
+    if (!urls[i]) continue;
     const build = new URL(urls[i]);
     // in this order, so a missing build is reported by its config file first
     meta[build.href] ??= [await fetchJSON(new URL("mlc-chat-config.json", build)),

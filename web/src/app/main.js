@@ -15,7 +15,7 @@ import { fetchJSON } from "../runtime/fetching.js";
 import { PromptTemplateError } from "../runtime/errors.js";
 import { detectGPU } from "../runtime/model.js";
 import { clearArtifactCache } from "../runtime/cache.js";
-import { explain } from "./messages.js";
+import { clearError, showError, showNote } from "./messages.js";
 import { $, el } from "./dom.js";
 import { answerMeta, peekHandoffs, readTable, showAnswer, showHandoffs, showTable } from "./results.js";
 import { artifactsBase, defaultLinks, describe, guessBuild, linksLabel, loadIndex } from "./artifacts.js";
@@ -25,6 +25,7 @@ import { Transcript, agentTokens } from "./transcript.js";
 import { Status } from "./status.js";
 import { loadChecked } from "./loading.js";
 import { keyboardSubmit, setupExamples, showExpected, trainedBudget } from "./controls.js";
+import { Session, bindSession } from "./session.js";
 import { checkRecord, downloadJSON, readJSONFile, recordOf, rolesFromParams, runRecord, shareUrl } from "./share.js";
 
 const q = new URLSearchParams(location.search);
@@ -40,20 +41,10 @@ const diagram = new Diagram($("diagram"));
 const status = new Status(diagram);
 const roles = new RolesEditor($("role-prompts"));
 const transcript = new Transcript($("transcript"));
-
-function showError(e) {
-  const x = explain(e);
-  const box = $("error");
-  box.replaceChildren(el("strong", x.title), el("div", x.detail), x.fix ? el("div", `How to fix: ${x.fix}`) : "");
-  box.classList.add("show");
-  box.scrollIntoView?.({ block: "nearest" });
-  console.error(e);
-  return x;
-}
-
-function showNote(text) { $("notes").append(el("div", text)); }
-
-function clearError() { $("error").classList.remove("show"); $("error").replaceChildren(); }
+// roles on another machine (the card "Across machines"): a joined page runs its roles of the host's questions
+const session = new Session({ diagram, onRunRequest: (job) => run(["latent"], job).then(publish),
+  onError: (e) => publishError(e) });
+const publish = (r) => { if (r) window.__mlcbuildResult = r; };
 
 // ---------------------------------------------------------------------------------------------------------------
 // artifacts and roles
@@ -116,6 +107,7 @@ async function loadPattern(preset = [], edits = {}) {
   roles.show(ls.pattern, edits);
   status.table(ls.pattern.agents);
   diagram.draw(ls.pattern, drawn);
+  session.setPattern(ls);
 }
 
 // What the page shows for the loaded pattern (published after Load pattern or a pick, for tests).
@@ -146,18 +138,19 @@ async function ensureSystem() {
   // the page runs the pattern it shows: a links URL typed since the last load is loaded (and drawn) first
   if (!pattern || pattern.url !== $("links-url").value.trim()) await loadPattern();
   await detectGPU(); // before any download: without WebGPU nothing below can run
-  const typed = pattern.agents.map((n) => $(`role-${n}`).value.trim());
-  const missing = pattern.agents.filter((n, i) => !typed[i]);
+  const remote = session.remoteRoles(); // roles the other machine runs: no build loads here
+  const typed = pattern.agents.map((n) => (remote.includes(n) ? "" : $(`role-${n}`).value.trim()));
+  const missing = pattern.agents.filter((n, i) => !typed[i] && !remote.includes(n));
   if (missing.length) throw new Error(`no build assigned to ${missing.join(", ")}`);
-  const urls = typed.map(at);
+  const urls = typed.map((u) => (u ? at(u) : null));
   const linksUrl = $("links-url").value.trim();
   const key = JSON.stringify([urls, linksUrl]);
   if (system && systemKey === key) return system;
-  pattern.agents.forEach((n, i) => status.set(n, "loading", urls[i]));
+  pattern.agents.forEach((n, i) => status.set(n, urls[i] ? "loading" : "remote", urls[i] ?? "other machine"));
   system = await loadChecked(urls, pattern.links, { force: q.get("force_links") === "1", status, note: showNote });
   systemKey = key;
   system.finish = status.instrument(system.agents);
-  pattern.agents.forEach((n) => status.set(n, "ready"));
+  Object.keys(system.agents).forEach((n) => status.set(n, "ready"));
   return system;
 }
 
@@ -181,7 +174,8 @@ function applyRoles(sys) {
 
 const RUNNERS = { single: runSingle, text: runText, latent: runLatent };
 
-async function run(modes) {
+// job: a run the other machine started ({question, rounds, m, max_new_tokens}); otherwise the page's fields.
+async function run(modes, job = null) {
   if (busy) return null;
   busy = true;
   clearError();
@@ -191,8 +185,17 @@ async function run(modes) {
     checkRoles();
     const sys = await ensureSystem();
     applyRoles(sys);
-    const opts = readOpts();
+    if (job) {
+      $("question").value = job.question;
+      for (const [id, v] of [["rounds", job.rounds], ["m", job.m], ["max-tokens", job.max_new_tokens]]) {
+        if (v) $(id).value = v;
+      }
+    }
+    const opts = { ...readOpts(), peer: session.peer ?? undefined };
     const question = $("question").value;
+    if (opts.peer && modes.some((md) => md !== "latent")) {
+      throw new Error("roles run on another machine: only the latent MAS runs split (Leave to run the others)");
+    }
     const state = pageState();
     const prompts = roles.edits();
     $("answers").replaceChildren();
@@ -205,6 +208,7 @@ async function run(modes) {
       transcript.begin(mode, prompts, question);
       status.all(Object.keys(sys.agents), "waiting");
       showAnswer(mode, "…");
+      if (mode === "latent" && !job) session.announce(question, opts);
       const res = await RUNNERS[mode](sys.agents, sys.links, sys.pattern, question, { ...opts, onEvent: (ev) => {
         diagram.event(ev);
         transcript.event(ev);
@@ -234,6 +238,7 @@ async function run(modes) {
         metrics: Object.fromEntries(Object.entries(res.metrics).filter(([k]) => k !== "stages")),
         agent_tokens: agentTokens(res.metrics), diagram: drawn[mode] };
       if (res.peek) out[mode].handoffs = res.peek.rows;
+      if (res.wire) out[mode].wire = res.wire;
     }
     return { ...out, ...views(), share: shareUrl(state), roles_doc: roles.doc(), record: lastRun };
   } catch (e) {
@@ -330,12 +335,24 @@ function bind() {
     roles.set(parseRolesDoc(await readJSONFile(f), pattern.links.pattern, f.name));
     return null;
   });
+  bindSession(session, { guard, weights: roleWeights });
   setupExamples();
   keyboardSubmit("run-latent");
 }
 
+// This page's builds' weights sha256 for `names` (what its hand-off frames carry).
+async function roleWeights(names) {
+  const out = {};
+  for (const n of names) {
+    const m = await fetchJSON(new URL("manifest.json", at($(`role-${n}`).value.trim())));
+    out[n] = m.source?.sha256 ?? "";
+  }
+  return out;
+}
+
 async function main() {
   bind();
+  await session.probe();
   if (q.get("view")) return showRecord(await fetchJSON(new URL(q.get("view"), location.href)), q.get("view"));
   // no WebGPU (or no adapter): say what to do at once; the builds and links still load, nothing is downloaded
   const gpuError = await detectGPU().then(() => null, (e) => e);
@@ -362,6 +379,12 @@ async function main() {
     $(id).dispatchEvent(new Event("input"));
   }
   if (gpuError && q.get("auto")) throw gpuError;
+  if (q.get("session")) { // ?session=server|host|join&room=NAME&here=solver: connect as the buttons would
+    const here = q.get("here")?.split(",");
+    for (const n of pattern?.agents ?? []) if (here) $(`here-${n}`).checked = here.includes(n);
+    await session.connect(q.get("session"), { room: q.get("room"), weights: roleWeights });
+    if (!session.starts) return null; // a joiner runs when the host starts a run
+  }
   if (q.get("auto") === "load") { // load (and cache) the models only: what a visit costs before the first run
     const sys = await ensureSystem();
     return { load_ms: sys.loadMs, verified: sys.verified, load_times: sys.models.map((m) => m.loadTimes) };

@@ -1,4 +1,6 @@
-// The typed errors of web/src/runtime/errors.js as messages a person can act on (shown in #error).
+// The typed errors of web/src/runtime/errors.js as messages a person can act on, and the boxes that show them.
+import { $, el } from "./dom.js";
+
 export function explain(e) {
   const name = e?.name ?? "Error";
   const msg = String(e?.message ?? e);
@@ -29,6 +31,12 @@ export function explain(e) {
     case "LinkFormatError":
       return { title: "The links file is not a valid recursivelink.json.", detail: msg,
         fix: "Re-train or re-export it with mlcbuild train-links." };
+    case "PeerError":
+      return { title: "The run across machines stopped.", detail: msg,
+        fix: e.fix || "Check the other machine's page or mlcbuild serve, then connect again under Across machines." };
+    case "HandoffFrameError":
+      return { title: "A hand-off from the other machine was refused before it reached a model.", detail: msg,
+        fix: e.fix || "Both sides must load the same links file, the builds it was trained for, and the same m." };
     case "PromptTemplateError":
       return { title: "A role's prompt template cannot run.", detail: msg,
         fix: e.fix || "Fix the template marked in red under Prompts, or press Reset to trained prompts." };
@@ -44,3 +52,18 @@ export function explain(e) {
       return { title: "Something went wrong.", detail: raw, fix: "" };
   }
 }
+
+// #error: the message, what it means, how to fix it; returns explain(e).
+export function showError(e) {
+  const x = explain(e);
+  const box = $("error");
+  box.replaceChildren(el("strong", x.title), el("div", x.detail), x.fix ? el("div", `How to fix: ${x.fix}`) : "");
+  box.classList.add("show");
+  box.scrollIntoView?.({ block: "nearest" });
+  console.error(e);
+  return x;
+}
+
+export function showNote(text) { $("notes").append(el("div", text)); }
+
+export function clearError() { $("error").classList.remove("show"); $("error").replaceChildren(); }

@@ -61,7 +61,16 @@ export function answerMeta(m) {
 }
 
 const COLS = ["mode", "prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps", "e2e_ms", "prefill_tok_s",
-  "decode_tok_s", "speedup"];
+  "decode_tok_s", "speedup", "handoff_bytes"];
+
+// Hand-off bytes: latent frames (measured on the wire when roles ran on another machine) or text messages.
+function bytesCell(r, mode) {
+  if (mode === "single") return "-";
+  const w = r.wire;
+  const b = r.metrics.handoff_bytes;
+  if (b === undefined || b === null) return "-";
+  return w ? `${b} (${w.bytes_sent + w.bytes_received} crossed)` : String(b);
+}
 
 export function showTable(results) {
   const tb = $("compare").tBodies[0];
@@ -76,7 +85,7 @@ export function showTable(results) {
     const speed = mode === "text" ? "1.00x" : vsText;
     const tr = el("tr", null, { id: `row-${mode}` });
     for (const v of [mode, m.prompt_tokens, m.reused_tokens, m.generated_tokens, m.latent_steps, fmt(e2e, 0),
-      fmt(m.prefill_tokens_per_s), fmt(m.decode_tokens_per_s, 2), speed]) tr.append(el("td", v));
+      fmt(m.prefill_tokens_per_s), fmt(m.decode_tokens_per_s, 2), speed, bytesCell(r, mode)]) tr.append(el("td", v));
     tb.append(tr);
   }
 }

@@ -53,7 +53,7 @@ export function runRecord(state, prompts, modes, results, extra = {}) {
 // A mode's result as a run file keeps it (no tensors: the hand-offs as their peek rows, from the page's peek).
 export function recordOf(res) {
   return { answer: res.answer, answer_ids: res.answer_ids, metrics: res.metrics, turns: res.turns,
-    handoffs: res.peek?.rows ?? [], peek_note: res.peek?.note ?? "" };
+    handoffs: res.peek?.rows ?? [], peek_note: res.peek?.note ?? "", ...(res.wire ? { wire: res.wire } : {}) };
 }
 
 export function checkRecord(doc, where = "run file") {

@@ -13,6 +13,7 @@ import { fetchJSON } from "../runtime/fetching.js";
 import { LinkMismatchError } from "../runtime/errors.js";
 import { loadLinks } from "./links.js";
 import { TextCodec, splitPrompt } from "./prompt.js";
+import { frameSize } from "./wire.js";
 
 const now = () => performance.now();
 // The text baseline's cap per message: agents write until their turn ends, as a text MAS does (builder/run/latent.py).
@@ -115,6 +116,7 @@ class Metrics {
     this.latent_steps = 0; // decode_last_hidden steps
     this.stages = []; // per agent per round: {agent, round, stage, ms, ...}
     this.e2e_ms = 0;
+    this.handoff_bytes = 0; // what the hand-offs would weigh between machines: frames, or the text messages' UTF-8
   }
 
   stage(agent, round, stage, t0, extra) {
@@ -128,7 +130,7 @@ class Metrics {
     return {
       prompt_tokens: this.prompt_tokens, reused_tokens: this.reused_tokens, generated_tokens: this.generated_tokens,
       completion_tokens: this.generated_tokens, total_tokens: this.prompt_tokens + this.generated_tokens,
-      latent_steps: this.latent_steps, e2e_latency_s: this.e2e_ms / 1000,
+      latent_steps: this.latent_steps, e2e_latency_s: this.e2e_ms / 1000, handoff_bytes: this.handoff_bytes,
       prefill_tokens_per_s: prefillMs ? this.prompt_tokens / (prefillMs / 1000) : null,
       decode_tokens_per_s: decodeMs ? this.generated_tokens / (decodeMs / 1000) : null,
       latent_steps_per_s: sum("latent") ? this.latent_steps / (sum("latent") / 1000) : null,
@@ -297,6 +299,10 @@ async function run(mode, agents, links, pattern, question, opts = {}) {
     peer.sendJSON({ type: "answer", text: answer });
   }
   mt.e2e_ms = now() - tStart;
+  const utf8 = (t) => new TextEncoder().encode(t).length;
+  mt.handoff_bytes = mode === "latent"
+    ? handoffs.reduce((a, h) => a + frameSize(h.edge, h.block.rows, h.block.dim, peer?.dtype ?? "f32"), 0)
+    : turns.reduce((a, t) => a + t.inputs.reduce((b, x) => b + (x.text ? utf8(x.text) : 0), 0), 0);
   return { mode, answer, answer_ids: answerIds, metrics: mt.toJSON(), handoffs, turns,
     ...(peer ? { wire: peer.summary() } : {}) };
 }

@@ -111,6 +111,13 @@ export function encodeFrame(frame) {
   return out;
 }
 
+// The bytes of one frame for `edgeKey` ("src->dst:slot") carrying rows x dim values.
+export function frameSize(edgeKey, rows, dim, dtype = "f32") {
+  const [src, rest] = edgeKey.split("->");
+  const names = new TextEncoder().encode(src + rest.replace(":", "")).length;
+  return HEADER_SIZE + names + rows * dim * (dtype === "f16" ? 2 : 4) + 4;
+}
+
 const refuse = (what, fix) => new HandoffFrameError(`hand-off frame refused: ${what}`, fix);
 
 // The total size a header declares (null while fewer bytes than a header have arrived).
