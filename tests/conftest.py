@@ -43,7 +43,8 @@ def big_env() -> dict:
 # longest files go first: otherwise one worker ends the run alone on the ~8-minute kill-safety file
 SLOW_FIRST = ("test_kill_safety.py", "test_latent_smollm2_webgpu.py", "test_gemma3.py", "test_models_webgpu.py",
               "test_webllm.py", "test_smollm2.py", "test_patterns.py", "test_gemma3_webgpu.py", "test_make.py",
-              "test_latent_webgpu.py", "test_playground.py", "test_reproducible.py", "test_playground_people.py")
+              "test_latent_webgpu.py", "test_playground.py", "test_reproducible.py", "test_playground_people.py",
+              "test_peer.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -287,3 +287,45 @@ def test_playground_runs_the_solver_with_planner_and_critic_on_the_server(system
     row = next(r for r in out["table"] if r["mode"] == "latent")
     assert "crossed" in row["handoff_bytes"], row
     assert any("run 1:" in m for m in log), log
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_playground_pages_host_and_join_a_webrtc_session(system, reference, tmp_path, artifacts):
+    """Two playground pages as two people would use them: one hosts a session running planner and critic and asks
+    the question, the other joins running the solver; both show the same answer as the one-process run."""
+    import shutil
+    from urllib.parse import quote
+
+    from builder.run.browser import run_page
+    from builder.run.serve import PlaygroundServer
+
+    site = tmp_path / "site"
+    for d in system["dirs"]:
+        if not (site / d.name).exists():
+            shutil.copytree(d, site / d.name)
+    shutil.copy(system["links_file"], site / "recursivelink.json")
+    out = {}
+    with PeerServer() as hub, PlaygroundServer(site, peer_info={"signal": hub.url("/signal/"), "roles": None}) as srv:
+        builds = ",".join(f"/dist/{d.name}/" for d in system["dirs"])
+        common = f"links=/dist/recursivelink.json&builds={builds}&r={ROUNDS}&m={M}&max={MAX_NEW}&room=pg"
+
+        def page(side, extra):
+            out[side] = run_page(srv.playground_url(f"{common}&session={side}&{extra}"), timeout_s=600,
+                                 screenshot=artifacts / f"playground-{side}.png", screenshot_always=True,
+                                 chromium_args=RTC_ARGS)
+
+        threads = [threading.Thread(target=page, args=("host", f"here=planner,critic&q={quote(QUESTION)}&auto=1"
+                                                               "&mode=latent")),
+                   threading.Thread(target=page, args=("join", "here=solver"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert out["host"]["ok"] and out["join"]["ok"], (out["host"].get("error"), out["join"].get("error"))
+    host, join = out["host"]["result"]["latent"], out["join"]["result"]["latent"]
+    assert host["answer"] == join["answer"] == reference["answer"]
+    remote = {side: [n["agent"] for n in r["diagram"]["nodes"] if n["remote"]] for side, r in (("host", host),
+                                                                                                 ("join", join))}
+    assert remote == {"host": ["solver"], "join": list(SERVER_ROLES)}
+    assert join["wire"]["bytes_received"] == host["wire"]["bytes_sent"] > 0

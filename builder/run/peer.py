@@ -89,10 +89,13 @@ class Peer:
         self.dims = {a["name"]: a["hidden_size"] for a in lf.meta["agents"]}
         self.inbox: dict = {}  # (edge, round) -> Frame that came before it was asked for
         self.texts: list = []  # JSON messages that came while a frame was awaited
-        self.seq, self.wire, self.m, self.rounds = 0, Wire(), None, None
+        self.seq = 0
+        self.new_run({})  # frames are checked against the links' r and m until a run says otherwise
 
     # -- messages ------------------------------------------------------------------------------------------------
     def send_json(self, **msg):
+        if msg.get("type") == "run":
+            self.new_run(msg)
         try:
             self.channel.send(json.dumps(msg))
         except PeerClosed:
@@ -117,6 +120,8 @@ class Peer:
             raise PeerError("the peer sent a message that is not JSON", "connect to an mlcbuild peer") from None
         if doc.get("type") == "error":
             raise PeerError(f"the peer stopped: {str(doc.get('message'))[:300]}", "see the other side's output")
+        if doc.get("type") == "run":
+            self.new_run(doc)  # its frames follow it on the ordered channel
         return doc
 
     def hello(self) -> dict:
@@ -156,8 +161,15 @@ class Peer:
                 self._keep(msg)
 
     # -- hand-offs -----------------------------------------------------------------------------------------------
+    def new_run(self, job: dict):
+        """A run starts (this side sent `run`, or read it): no frame of an earlier run counts any more."""
+        self.rounds = job.get("rounds") or self.lf.meta["rounds"]
+        self.m = job.get("m") or self.lf.meta["latent_steps"]
+        self.inbox, self.wire = {}, Wire()
+
     def begin(self, rounds: int, m: int):
-        self.rounds, self.m, self.inbox, self.wire = rounds, m, {}, Wire()
+        """The loop's r and m for this run."""
+        self.rounds, self.m = rounds, m
 
     def _expected(self) -> dict:
         return {e.key: (self.m, self.dims[e.dst]) for e in self.lf.pattern.edges

@@ -12,7 +12,7 @@ import { runLatent, runSingle, runText } from "../mas/loop.js";
 import { loadLinks } from "../mas/links.js";
 import { parseRolesDoc, withRoles } from "../mas/roles.js";
 import { fetchJSON } from "../runtime/fetching.js";
-import { PromptTemplateError } from "../runtime/errors.js";
+import { PeerError, PromptTemplateError } from "../runtime/errors.js";
 import { detectGPU } from "../runtime/model.js";
 import { clearArtifactCache } from "../runtime/cache.js";
 import { clearError, showError, showNote } from "./messages.js";
@@ -185,6 +185,7 @@ async function run(modes, job = null) {
     checkRoles();
     const sys = await ensureSystem();
     applyRoles(sys);
+    if (job && !session.peer) throw new PeerError("the other machine left before its run started", "connect again");
     if (job) {
       $("question").value = job.question;
       for (const [id, v] of [["rounds", job.rounds], ["m", job.m], ["max-tokens", job.max_new_tokens]]) {

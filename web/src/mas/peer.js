@@ -32,7 +32,7 @@ export class Peer {
     this.failure = null;
     this.wakers = new Set();
     this.onWire = () => {}; // (frame record) for the page: bytes and time of each hand-off on the wire
-    this.begin(1, 1);
+    this.newRun({}); // frames are checked against the links' r and m until a run says otherwise
     port.binaryType = "arraybuffer";
     port.onmessage = (ev) => this._arrive(ev.data);
     port.onclose = () => { this.closed = true; this._wake(); };
@@ -69,6 +69,7 @@ export class Peer {
       if (doc.type === "error") {
         this._fail(new PeerError(`the peer stopped: ${String(doc.message).slice(0, 300)}`, "see the other side"), false);
       } else {
+        if (doc.type === "run") this.newRun(doc); // its frames follow it on the ordered channel
         this.texts.push(doc);
       }
     } else {
@@ -103,6 +104,7 @@ export class Peer {
 
   sendJSON(msg) {
     if (this.closed) return;
+    if (msg.type === "run") this.newRun(msg);
     try { this.port.send(JSON.stringify(msg)); } catch { /* closing: the other side sees the close */ }
   }
 
@@ -151,10 +153,16 @@ export class Peer {
     return doc;
   }
 
-  begin(rounds, m) {
-    Object.assign(this, { rounds, m, frames: [] });
+  // A run starts (this side sent `run`, or received it): no frame of an earlier run counts any more.
+  newRun(job) {
+    this.rounds = job.rounds || this.links.rounds;
+    this.m = job.m || this.links.m;
+    this.frames = [];
     this.inbox = new Map();
   }
+
+  // The loop's r and m for this run (frames that came before it started were checked against the same values).
+  begin(rounds, m) { Object.assign(this, { rounds, m }); }
 
   // {data (Float32Array rows*dim), rows, dim} of `edge` in `round`, after its outer link, once checked.
   async receive(edge, round) {
