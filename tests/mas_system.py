@@ -9,6 +9,8 @@ import torch
 
 AGENTS = ["tiny-qwen3", "tiny-llama", "tiny-qwen3"]  # planner, critic, solver (two families, one tokenizer)
 QUESTION = "Tom has 3 boxes of 4 apples. How many apples does he have?"
+# two headless Chromiums on one machine reach each other over WebRTC with plain loopback candidates
+RTC_ARGS = ("--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns")
 
 
 def tiny_links(m: int, rounds: int, pattern=None, specs=AGENTS):

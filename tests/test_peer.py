@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from mas_system import AGENTS, QUESTION, tiny_links
+from mas_system import AGENTS, QUESTION, RTC_ARGS, tiny_links
 
 from builder.make import make
 from builder.run.browser import serve_and_run
@@ -175,9 +175,6 @@ def test_a_server_that_leaves_mid_run_ends_the_page_naming_the_role(system, arti
 
 
 # -- browser <-> browser over WebRTC -------------------------------------------------------------------------------
-
-RTC_ARGS = ("--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns")
-
 
 def rtc_pages(system, artifacts, room, dtype="f32", leave=False, timeout_ms=120000):
     """Page A (planner + critic, hosts and starts the run) and page B (solver, joins), each in its own Chromium,
