@@ -349,3 +349,36 @@ def test_bf16_agents_train(rows):
     losses = OuterTrainer(agents, links, p, rows[0], teacher_steps=1, rollout_steps=1, rounds=2, m=2, batch=2).run()
     assert all(math.isfinite(x) for x in losses)
     assert all(prm.dtype == torch.float32 for prm in links.parameters())
+
+
+def test_contrast_hinge_uses_same_family_partners_and_adds_to_the_loss(seq_agents, rows):
+    """--contrast: each row's partner is another training row of its own kind, drawn from (seed, step) only; the
+    step's objective is the answer CE plus W * hinge(margin - (CE with the partner's hand-offs - own CE))."""
+    from train_links import teacher
+
+    p, agents = seq_agents
+    train = rows[0][:40]
+    links = LinkSet(agents, p, seed=0)
+    t = OuterTrainer(agents, links, p, train, teacher_steps=2, rounds=1, m=2, batch=6, seed=5, contrast=2.0,
+                     margin=0.5)
+    idx = list(range(6))
+    partners = t.partners(idx)
+    assert partners == OuterTrainer(agents, links, p, train, teacher_steps=2, rounds=1, m=2, batch=6, seed=5,
+                                    contrast=2.0).partners(idx)
+    for i, j in zip(idx, partners, strict=True):
+        if j is not None:
+            assert j != i and train[j]["kind"] == train[i]["kind"]
+    assert any(j is not None for j in partners)
+    batch = [train[i] for i in idx]
+    partner_rows = [None if j is None else train[j] for j in partners]
+    with torch.no_grad():
+        got = t.loss_sum(batch, partner_rows)
+        own = teacher.teacher_forced_losses(agents, links, p, batch, 1)
+        at = [k for k, j in enumerate(partner_rows) if j is not None]
+        other = teacher.teacher_forced_losses(agents, links, p, [batch[k] for k in at], 1,
+                                              sender_rows=[partner_rows[k] for k in at])
+    want = own.sum() + 2.0 * torch.relu(0.5 - (other - own[at])).sum()
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(other, own[at])  # the partner's hand-offs change the answer's likelihood
+    losses = t.run()
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
