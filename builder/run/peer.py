@@ -24,6 +24,15 @@ from . import wire
 PROTOCOL = "mlcbuild-handoff/1"
 
 
+def _is_bye(msg) -> bool:
+    if not isinstance(msg, str) or '"bye"' not in msg[:40]:
+        return False
+    try:
+        return json.loads(msg).get("type") == "bye"
+    except (ValueError, AttributeError):
+        return False
+
+
 class PeerError(MlcbuildError):
     """The run cannot go on with the other side: it left, stalled, refused us or sent what we refuse."""
 
@@ -109,9 +118,12 @@ class Peer:
         if left <= 0:
             raise TimeoutError
         try:
-            return self.channel.recv(timeout=left)
+            msg = self.channel.recv(timeout=left)
         except PeerClosed:
-            raise PeerError(f"the peer running {waiting_for} left mid-run", "start it again and rerun") from None
+            msg = None
+        if msg is None or _is_bye(msg):  # bye: it is leaving, as good as closed
+            raise PeerError(f"the peer running {waiting_for} left mid-run", "start it again and rerun")
+        return msg
 
     def _text(self, msg: str) -> dict:
         try:

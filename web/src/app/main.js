@@ -17,7 +17,8 @@ import { detectGPU } from "../runtime/model.js";
 import { clearArtifactCache } from "../runtime/cache.js";
 import { clearError, showError, showNote } from "./messages.js";
 import { $, el } from "./dom.js";
-import { answerMeta, peekHandoffs, readTable, showAnswer, showHandoffs, showTable } from "./results.js";
+import { answerMeta, peekHandoffs, showAnswer, showHandoffs, showTable } from "./results.js";
+import { showSaved, views } from "./record-view.js";
 import { artifactsBase, defaultLinks, describe, guessBuild, linksLabel, loadIndex } from "./artifacts.js";
 import { Diagram } from "./diagram.js";
 import { RolesEditor } from "./roles-editor.js";
@@ -241,7 +242,7 @@ async function run(modes, job = null) {
       if (res.peek) out[mode].handoffs = res.peek.rows;
       if (res.wire) out[mode].wire = res.wire;
     }
-    return { ...out, ...views(), share: shareUrl(state), roles_doc: roles.doc(), record: lastRun };
+    return { ...out, ...views(transcript), share: shareUrl(state), roles_doc: roles.doc(), record: lastRun };
   } catch (e) {
     diagram.end("failed");
     throw e;
@@ -252,33 +253,10 @@ async function run(modes, job = null) {
   }
 }
 
-// What the page shows after a run or a loaded run file, read back from the DOM (for tests).
-function views() {
-  return { table: readTable(), transcript: transcript.read(),
-    answers: Object.fromEntries([...$("answers").querySelectorAll(".answer")].map((d) => [d.id.slice(7),
-      d.textContent])) };
-}
-
-// A saved run, shown without running: the fields it was run with, its answers, table, hand-offs and transcript.
+// A saved run, shown without running (record-view.js); it becomes the run Download run saves.
 function showRecord(doc, where) {
-  checkRecord(doc, where);
-  lastRun = doc;
-  const c = doc.config ?? {};
-  for (const [id, k] of [["question", "q"], ["rounds", "r"], ["m", "m"], ["max-tokens", "max"],
-    ["text-tokens", "text_tokens"]]) if (c[k] !== undefined) $(id).value = c[k];
-  showExpected();
-  $("answers").replaceChildren();
-  transcript.clear();
-  for (const mode of doc.modes) {
-    const res = doc.results[mode];
-    transcript.finish(mode, res, c.prompts, c.q);
-    showAnswer(mode, res.answer, answerMeta(res.metrics));
-  }
-  showTable(doc.results);
-  const lat = doc.results.latent;
-  showHandoffs(lat?.handoffs ?? [], lat?.peek_note ?? "");
-  status.progress(1, `showing a saved run (${doc.saved ?? "no date"}): nothing was run`);
-  return { view: true, ...views() };
+  lastRun = checkRecord(doc, where);
+  return showSaved(doc, { transcript, status });
 }
 
 function bind() {
@@ -353,6 +331,7 @@ async function roleWeights(names) {
 
 async function main() {
   bind();
+  addEventListener("pagehide", () => session.leave("this page closed")); // the other side hears bye at once
   await session.probe();
   if (q.get("view")) return showRecord(await fetchJSON(new URL(q.get("view"), location.href)), q.get("view"));
   // no WebGPU (or no adapter): say what to do at once; the builds and links still load, nothing is downloaded

@@ -18,12 +18,15 @@ export class Session {
     this.starts = true; // this page sends `run` (false for a WebRTC joiner)
   }
 
-  // Where the WebSocket side is, if the page came from `mlcbuild serve`.
+  // Where the WebSocket side is, if the page came from `mlcbuild serve` (the bundled static site never asks).
   async probe() {
-    try {
-      const res = await fetch(new URL("/peer.json", location.href), { cache: "no-cache" });
-      this.info = res.ok ? await res.json() : null;
-    } catch { this.info = null; }
+    this.info = null;
+    if (globalThis.mlcbuildServe) {
+      try {
+        const res = await fetch(new URL("/peer.json", location.href), { cache: "no-cache" });
+        this.info = res.ok ? await res.json() : null;
+      } catch { /* no server side: copy-paste sessions */ }
+    }
     $("session-server").hidden = !this.info?.roles;
     if (this.info?.roles) $("session-server").textContent = `Run ${this.info.roles.runs.join(", ")} on the server`;
     $("session-note").textContent = this.info ? "Sessions pair through this server." :

@@ -66,7 +66,9 @@ export class Peer {
         this._fail(new PeerError("the peer sent a message that is not JSON", "connect to an mlcbuild peer"));
         return;
       }
-      if (doc.type === "error") {
+      if (doc.type === "bye") { // the other side is leaving: as good as closed, without waiting for the transport
+        this.closed = true;
+      } else if (doc.type === "error") {
         this._fail(new PeerError(`the peer stopped: ${String(doc.message).slice(0, 300)}`, "see the other side"), false);
       } else {
         if (doc.type === "run") this.newRun(doc); // its frames follow it on the ordered channel
@@ -184,7 +186,12 @@ export class Peer {
     const buf = encodeFrame({ src: edge.src, dst: edge.dst, slot: edge.slot, round, seq: this.seq++, data: block.data,
       rows: block.rows, dim: block.dim, linksSha256: this.links.sha256, weightsSha256: this.weights[edge.src] || "",
       dtype: this.dtype });
-    this.port.send(buf.buffer);
+    try {
+      this.port.send(buf.buffer);
+    } catch { // the channel is closing under us
+      this.closed = true;
+      throw new PeerError(`the peer running ${edge.dst} left mid-run`, "start it again and rerun");
+    }
     const rec = { dir: "sent", edge: edge.key, round, bytes: buf.length, ms: now() - t0, src: edge.src, dst: edge.dst };
     this.frames.push(rec);
     this.onWire(rec);
@@ -195,5 +202,10 @@ export class Peer {
     return { frames: this.frames, bytes_sent: sum("sent"), bytes_received: sum("received") };
   }
 
-  close() { try { this.port.close(); } catch { /* already closed */ } }
+  // Say bye first: a data channel's close can take the transport's time-outs to reach the other side.
+  close() {
+    this.sendJSON({ type: "bye" });
+    this.closed = true;
+    try { this.port.close(); } catch { /* already closed */ }
+  }
 }

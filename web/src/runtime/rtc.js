@@ -43,7 +43,8 @@ function watch(pc, channel) {
     }
   });
   const close = channel.close.bind(channel);
-  channel.close = () => { close(); pc.close(); };
+  // the channel's close flushes what was sent before it; closing the connection at once could drop that
+  channel.close = () => { close(); setTimeout(() => pc.close(), 1000); };
   return channel;
 }
 
