@@ -5,6 +5,7 @@
 // refuses, with a HandoffFrameError naming what is wrong, any frame that must not reach a model.
 import { HandoffFrameError } from "../runtime/errors.js";
 import { fromFloat16Bits } from "./links.js";
+import { toFloat16Bits } from "../runtime/model.js";
 
 export const MAGIC = "MLCH";
 export const VERSION = 1;
@@ -30,39 +31,6 @@ export function crc32(bytes) {
   let c = 0xffffffff;
   for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
-}
-
-// float32 values -> IEEE half bits, rounded to nearest even (as numpy's astype(float16)).
-export function toFloat16Bits(values) {
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    f[0] = values[i];
-    const x = u[0];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    let mant = x & 0x7fffff;
-    if (exp === 0xff) { out[i] = sign | 0x7c00 | (mant ? 0x200 : 0); continue; }
-    let e = exp - 127 + 15;
-    if (e >= 31) { out[i] = sign | 0x7c00; continue; }
-    if (e <= 0) { // subnormal half (or zero)
-      if (e < -10) { out[i] = sign; continue; }
-      mant |= 0x800000;
-      const shift = 14 - e;
-      let h = mant >>> shift;
-      const rest = mant & ((1 << shift) - 1);
-      const half = 1 << (shift - 1);
-      if (rest > half || (rest === half && (h & 1))) h += 1;
-      out[i] = sign | h;
-      continue;
-    }
-    let h = (e << 10) | (mant >>> 13);
-    const rest = mant & 0x1fff;
-    if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h += 1; // may carry into the exponent: still correct
-    out[i] = sign | h;
-  }
-  return out;
 }
 
 function hexBytes(hex, what) {
