@@ -187,6 +187,9 @@ async function run(modes, job = null) {
     const sys = await ensureSystem();
     applyRoles(sys);
     if (job && !session.peer) throw new PeerError("the other machine left before its run started", "connect again");
+    if (!job && session.peer && !session.starts) {
+      throw new PeerError("this page joined a session: the host asks the questions", "ask on the host's page, or Leave");
+    }
     if (job) {
       $("question").value = job.question;
       for (const [id, v] of [["rounds", job.rounds], ["m", job.m], ["max-tokens", job.max_new_tokens]]) {
