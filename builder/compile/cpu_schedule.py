@@ -24,6 +24,7 @@ from tvm.target import Target
 FEW_ROWS = 4  # below this many rows a GEMV per row beats packing weight panels for a GEMM
 PARALLEL_MIN = 1 << 15  # elements below which an elementwise kernel stays on one thread (launch cost)
 GEMV_ROWS = 8  # weight rows a GEMV reads side by side: more memory streams in flight per core
+BYTE_LANES = 8  # int8 GEMV: words per vector = one scale group of 32 weights (params.GROUP_SIZE)
 ROWS = 6  # GEMM register tile: ROWS input rows x (3 or 4) vectors of output features
 
 
@@ -84,12 +85,13 @@ class LinearRule(ScheduleRule):
         if k_len is None or k_len % lanes or out_len is None or out_len % lanes:
             return None  # not a shape these schedules cover: left as lowered
         rows = sch.get(sch.get_loops(mm)[1]).extent
+        gemv = self._gemv_bytes if _byte_weights(sch, mm, k_len) else self._gemv
         if isinstance(rows, tirx.IntImm) and int(rows) < FEW_ROWS:
-            return self._gemv(sch, lanes)
+            return gemv(sch, lanes)
         if isinstance(rows, tirx.IntImm):
             return self._gemm(sch, lanes)
         # rows known only at run time (prefill, get_logits): branch between the two schedules
-        few, many = self._gemv(s_tir.Schedule(func), lanes), self._gemm(s_tir.Schedule(func), lanes)
+        few, many = gemv(s_tir.Schedule(func), lanes), self._gemm(s_tir.Schedule(func), lanes)
         return s_tir.Schedule(_branch(rows, few.mod["main"], many.mod["main"]))
 
     @staticmethod
@@ -114,6 +116,40 @@ class LinearRule(ScheduleRule):
         sch.unroll(roi)
         sch.vectorize(rki)
         sch.decompose_reduction(rf, rko)
+        for c in consumers:
+            sch.reverse_compute_at(c, oo)
+        return sch
+
+    @staticmethod
+    def _gemv_bytes(sch, lanes):
+        """The GEMV for int8 weights (4 bytes per uint32 word; the LM head and embedding of q4f32_2). Vector
+        lanes run over BYTE_LANES consecutive words, i.e. one scale group, and an unrolled loop over the 4 byte
+        positions: each vector is one contiguous load and a constant shift, and the group scale is a broadcast.
+        (Lanes over the bytes of one word would need a gather of word j // 4 per lane, which LLVM scalarizes: 4x
+        slower.) x is read in the matching order, x_perm[byte, word] = x[4 * word + byte], written once per call."""
+        mm = sch.get_sblock("matmul")
+        consumers = _consumers(sch, mm)
+        x_read = next(j for j, r in enumerate(sch.get(mm).reads) if len(r.region) == 3)  # x [b, rows, k]
+        x_perm = sch.cache_read(mm, x_read, "global")
+        sch.transform_layout(x_perm, ("write", 0), lambda i, t, k: (i, t, k % 4, k // 4))
+        sch.compute_inline(sch.get_sblock("dequantize"))
+        i, t, o, k = sch.get_loops(mm)
+        kw, kb = sch.split(k, [None, 4])
+        kwo, kwl = sch.split(kw, [None, BYTE_LANES])
+        sch.reorder(kwo, kb, kwl)
+        rf = sch.rfactor(kwl, factor_axis=3)
+        i, t, o, _ = sch.get_loops(mm)
+        rows = GEMV_ROWS if _extent(sch, o) % GEMV_ROWS == 0 else 1
+        oo, oi = sch.split(o, [None, rows])
+        sch.parallel(oo)
+        sch.compute_at(rf, oo, preserve_unit_loops=True)
+        sch.set_scope(rf, 0, "local")
+        rkl, _, _, roi, rkwo, rkb = sch.get_loops(rf)[-6:]
+        sch.reorder(rkwo, rkb, roi, rkl)
+        sch.unroll(rkb)
+        sch.unroll(roi)
+        sch.vectorize(rkl)
+        sch.decompose_reduction(rf, rkwo)
         for c in consumers:
             sch.reverse_compute_at(c, oo)
         return sch
@@ -158,6 +194,19 @@ class LinearRule(ScheduleRule):
         _, dl = sch.split(dk, [None, lanes])
         sch.vectorize(dl)
         return sch
+
+
+def _byte_weights(sch: s_tir.Schedule, mm, k_len: int) -> bool:
+    """Whether `mm` dequantizes int8 weights (uint32 words of 4 bytes) in whole scale groups of words."""
+    deq = _block(sch, "dequantize")
+    if deq is None or k_len % (4 * BYTE_LANES):
+        return False
+    words = [r.source for r in sch.get(deq).reads if getattr(r.source, "dtype", None) == "uint32"]
+    return len(words) == 1 and _extent_of(words[0].shape[-1]) * 4 == k_len
+
+
+def _extent_of(dim) -> int | None:
+    return int(dim) if isinstance(dim, tirx.IntImm) else None
 
 
 def _branch(rows, few, many):
@@ -251,12 +300,15 @@ def schedule_passes(target: Target) -> list:
 
 def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None, sliding_window: int = 0):
     """The relax pipeline for `tvm.compile(mod, target, relax_pipeline=...)` on CPU. `heads` =
-    (query heads, kv heads, head dim, dtype) swaps in our prefill attention kernel (cpu_attention.py), and for a model
+    (query heads, kv heads, head dim, dtype) swaps in our prefill and decode attention kernels (cpu_attention.py,
+    cpu_decode_attention.py), and for a model
     with sliding layers (`sliding_window` > 0) our attention over their cached pages."""
     from .cpu_attention import swap_ragged_prefill, swap_sliding_prefill
+    from .cpu_decode_attention import swap_decode
     from .stable_order import after_shape_lower
 
     swap = [swap_ragged_prefill(*heads)] if heads and heads[2] % 16 == 0 else []
+    swap += swap_decode(*heads) if heads else []
     if heads and sliding_window > 0:
         swap.append(swap_sliding_prefill(*heads, sliding_window))
 
