@@ -88,6 +88,7 @@ def models(as_json):
         click.echo(f"{r['name']:<{w}}  {r['kind']:<4}  {r['default_quant']:<8}  {r['description']}")
 
 
+EVAL_BATCH = 8  # `eval --batch` default: measured in bench/RESULTS.md ("Batched eval")
 TARGET_CHOICES = click.Choice(["webgpu", "cpu", "all"])
 AGENT_BUILDS = click.option("--agents", required=True,
                             help="Build folders (OUT/<name>-<quant>), one per pattern agent, in order.")
@@ -345,13 +346,16 @@ def run(agents, links_file, question, mode, rounds, latent_steps, max_tokens, te
               "about 30 tokens.")
 @click.option("--text-tokens", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Text MAS: each agent writes until its turn ends, at most this many tokens.")
+@click.option("--batch", default=EVAL_BATCH, show_default=True, type=click.IntRange(1, 64),
+              help="Rows run together: each agent's decode steps for all of them are one forward (the same outputs "
+              "as one row at a time, faster).")
 @FORCE_LINKS
 @MAX_SEQ_LEN
 @ROLES
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and every row's outputs as JSON.")
 def eval_cmd(agents, links_file, data, modes, prompt_file, family, limit, rounds, latent_steps, max_tokens, text_tokens,
-             force_links, max_seq_len, roles_file, quiet, as_json):
+             batch, force_links, max_seq_len, roles_file, quiet, as_json):
     """Exact-match accuracy of one agent, a text MAS and the latent MAS on held-out rows (CPU libraries)."""
     from pathlib import Path
 
@@ -395,8 +399,8 @@ def eval_cmd(agents, links_file, data, modes, prompt_file, family, limit, rounds
         prompt_tuning.check_fits(slot_prompt, final.role, final.engine.manifest.get("source", {}).get("sha256"),
                                  prompt_file)
     with bar(len(rows) * len(chosen), "eval", not (quiet or as_json), unit="run") as b:
-        res = evaluate(mas, rows, chosen, max_tokens, text_tokens, progress=b, slot_prompt=slot_prompt)
-    res["config"] = {"agents": agents, "links": str(links_file), "data": data or "builtin held-out",
+        res = evaluate(mas, rows, chosen, max_tokens, text_tokens, progress=b, slot_prompt=slot_prompt, batch=batch)
+    res["config"] = {"batch": batch, "agents": agents, "links": str(links_file), "data": data or "builtin held-out",
                      "family": list(family), "prompt": prompt_file, "roles": roles_file,
                      "rounds": mas.rounds, "latent_steps": mas.m, "max_tokens": max_tokens, "text_tokens": text_tokens}
     if as_json:

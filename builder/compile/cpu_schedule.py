@@ -21,9 +21,12 @@ from tvm.s_tir import dlight
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
 
-FEW_ROWS = 4  # below this many rows a GEMV per row beats packing weight panels for a GEMM
+FEW_ROWS = 16  # below this many rows a GEMV (rows tiled) beats packing weight panels for a GEMM
 PARALLEL_MIN = 1 << 15  # elements below which an elementwise kernel stays on one thread (launch cost)
 GEMV_ROWS = 8  # weight rows a GEMV reads side by side: more memory streams in flight per core
+WORD_LANES = 8  # GEMV partial sums: 8 lanes, the 8 int4 of one uint32 word
+ROW_TILE = 4  # few-rows GEMV: input rows sharing each dequantized weight vector
+TILE_WEIGHT_ROWS = 4  # ... and weight rows side by side (ROW_TILE x this accumulators in registers)
 BYTE_LANES = 8  # int8 GEMV: words per vector = one scale group of 32 weights (params.GROUP_SIZE)
 ROWS = 6  # GEMM register tile: ROWS input rows x (3 or 4) vectors of output features
 
@@ -90,8 +93,10 @@ class LinearRule(ScheduleRule):
             return gemv(sch, lanes)
         if isinstance(rows, tirx.IntImm):
             return self._gemm(sch, lanes)
-        # rows known only at run time (prefill, get_logits): branch between the two schedules
-        few, many = gemv(s_tir.Schedule(func), lanes), self._gemm(s_tir.Schedule(func), lanes)
+        # rows known only at run time (prefill, get_logits, batched decode): branch between the two schedules
+        few = self._gemv_bytes(s_tir.Schedule(func), lanes, tiled=True) if gemv == self._gemv_bytes \
+            else self._gemv_rows(s_tir.Schedule(func), lanes)
+        many = self._gemm(s_tir.Schedule(func), lanes)
         return s_tir.Schedule(_branch(rows, few.mod["main"], many.mod["main"]))
 
     @staticmethod
@@ -103,6 +108,7 @@ class LinearRule(ScheduleRule):
         if deq is not None:
             sch.compute_inline(deq)
         i, t, o, k = sch.get_loops(mm)
+        lanes = min(lanes, WORD_LANES)  # the same partial sums as _gemv_rows: a batched row gets a lone row's bits
         ko, ki = sch.split(k, [None, lanes])  # one accumulator per row: measured best with rows interleaved
         rf = sch.rfactor(ki, factor_axis=3)  # lanes last: contiguous in the accumulator
         i, t, o, r = sch.get_loops(mm)
@@ -121,15 +127,52 @@ class LinearRule(ScheduleRule):
         return sch
 
     @staticmethod
-    def _gemv_bytes(sch, lanes):
+    def _gemv_rows(sch, lanes):
+        """The GEMV for a few rows known only at run time (a batched decode step, a short prefill): rows in
+        tiles of ROW_TILE, each weight vector dequantized once into a register and used by every row of the
+        tile. Each row sums in the same order as `_gemv`'s lone row, so a batched step gives a lone step's bits."""
+        mm, deq = sch.get_sblock("matmul"), _block(sch, "dequantize")
+        sch.pad_einsum(mm, [1, ROW_TILE, 1, 1])  # whole tiles: the accumulators then have a fixed size
+        i, t, o, k = sch.get_loops(mm)
+        # 8 lanes, one uint32 word of int4: its word index is a broadcast. 16 lanes over two words were gathered
+        # element by element once this kernel sits in _branch's function (measured 3x slower)
+        lanes = min(lanes, WORD_LANES)
+        ko, ki = sch.split(k, [None, lanes])
+        rf = sch.rfactor(ki, factor_axis=3)
+        i, t, o, r = sch.get_loops(mm)
+        rows = TILE_WEIGHT_ROWS if _extent(sch, o) % TILE_WEIGHT_ROWS == 0 else 1
+        oo, oi = sch.split(o, [None, rows])
+        to, ti = sch.split(t, [None, ROW_TILE])
+        sch.reorder(oo, i, to, ti, oi)
+        sch.parallel(oo)
+        sch.compute_at(rf, to, preserve_unit_loops=True)
+        sch.set_scope(rf, 0, "local")
+        rki, _, rti, roi, rko = sch.get_loops(rf)[-5:]
+        sch.reorder(rko, roi, rti, rki)
+        if deq is not None:
+            sch.compute_at(deq, roi, preserve_unit_loops=True)
+            sch.set_scope(deq, 0, "local")
+            sch.vectorize(sch.get_loops(deq)[-1])
+        sch.unroll(roi)
+        sch.unroll(rti)
+        sch.vectorize(rki)
+        sch.decompose_reduction(rf, rko)
+        return sch  # the copy out of the padded rows and the epilogue stay whole-tensor loops: few rows, cheap
+
+    @staticmethod
+    def _gemv_bytes(sch, lanes, tiled: bool = False):
         """The GEMV for int8 weights (4 bytes per uint32 word; the LM head and embedding of q4f32_2). Vector
         lanes run over BYTE_LANES consecutive words, i.e. one scale group, and an unrolled loop over the 4 byte
         positions: each vector is one contiguous load and a constant shift, and the group scale is a broadcast.
         (Lanes over the bytes of one word would need a gather of word j // 4 per lane, which LLVM scalarizes: 4x
         slower.) x is read in the matching order, x_perm[byte, word] = x[4 * word + byte], written once per call.
+        `tiled` (rows known at run time): rows in tiles of ROW_TILE, unrolled, so the tile's rows share each
+        dequantized vector, and each row sums in the untiled kernel's order (the same bits as a lone row).
         """
         mm = sch.get_sblock("matmul")
-        consumers = _consumers(sch, mm)
+        if tiled:
+            sch.pad_einsum(mm, [1, ROW_TILE, 1, 1])
+        consumers = [] if tiled else _consumers(sch, mm)
         x_read = next(j for j, r in enumerate(sch.get(mm).reads) if len(r.region) == 3)  # x [b, rows, k]
         x_perm = sch.cache_read(mm, x_read, "global")
         sch.transform_layout(x_perm, ("write", 0), lambda i, t, k: (i, t, k % 4, k // 4))
@@ -142,16 +185,22 @@ class LinearRule(ScheduleRule):
         i, t, o, _ = sch.get_loops(mm)
         rows = GEMV_ROWS if _extent(sch, o) % GEMV_ROWS == 0 else 1
         oo, oi = sch.split(o, [None, rows])
+        at = oo
+        if tiled:  # accumulators per (weight row, row tile): 4 x 32 lanes, few enough for registers
+            to, ti = sch.split(t, [None, ROW_TILE])
+            sch.reorder(oo, i, to, oi, ti)
+            at = oi
         sch.parallel(oo)
-        sch.compute_at(rf, oo, preserve_unit_loops=True)
+        sch.compute_at(rf, at, preserve_unit_loops=True)
         sch.set_scope(rf, 0, "local")
-        rf_lanes, _, _, roi, rkwo = sch.get_loops(rf)[-5:]
+        rf_lanes, _, rt, roi, rkwo = sch.get_loops(rf)[-5:]
         rkb, rkl = sch.split(rf_lanes, [4, BYTE_LANES])
         # one row at a time, its 4 byte positions as independent sums: the weights stream through memory in
         # order (8 rows side by side were 8 streams of 576 bytes, too short for the prefetcher: 2.1x slower on
         # the 28 MB LM head; the int4 rows are compute-bound and keep their interleave)
-        sch.reorder(roi, rkwo, rkb, rkl)
+        sch.reorder(roi, rkwo, rkb, rt, rkl)
         sch.unroll(rkb)
+        sch.unroll(rt)
         sch.unroll(roi)
         sch.vectorize(rkl)
         sch.decompose_reduction(rf, rkwo)

@@ -8,12 +8,16 @@ the latent loop.
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlcbuild_common.errors import MlcbuildError
 
 from ..manifest import read_manifest, verify_output
+
+if TYPE_CHECKING:
+    from .batch import Batch
 
 PAGE_SIZE = 16
 
@@ -69,6 +73,12 @@ class Engine:
         if self._main is None:
             self._main = self.sequence()
         return self._main
+
+    def batch(self, n: int, max_seq_len: int | None = None) -> "Batch":
+        """n sequences in one KV cache whose decode steps run together (builder.run.batch)."""
+        from .batch import Batch
+
+        return Batch(self, n, min(max_seq_len or self.max_seq_len, self.max_seq_len))
 
     def sequence(self, max_seq_len: int | None = None) -> "Sequence":
         """A new, empty sequence with its own KV cache on this model's weights (one per agent in the MAS)."""

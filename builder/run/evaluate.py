@@ -45,10 +45,11 @@ def partners(rows: list[dict], within_family: bool = True) -> list[int]:
 
 
 def evaluate(mas, rows: list[dict], modes=MODES, max_new_tokens: int = 40, text_tokens: int = 64,
-             progress=None, slot_prompt=None) -> dict:
+             progress=None, slot_prompt=None, batch: int = 1) -> dict:
     """{"modes": {mode: summary}, "rows": [{question, answer, kind, outputs: {mode: text}}], "paired": ...};
-    rows run one after another with every mode on each, so the modes see the same machine load. "prompt-tuned"
-    needs `slot_prompt` (train_links.prompt_tuning.SlotPrompt)."""
+    rows run one after another (or `batch` rows together, builder/run/latent_batch.py: the same outputs) with
+    every mode on each, so the modes see the same machine load. "prompt-tuned" needs `slot_prompt`
+    (train_links.prompt_tuning.SlotPrompt)."""
     from train_links.data import exact_match, rivals_by_kind, well_formed
     from train_links.stats import wilson
 
@@ -57,32 +58,42 @@ def evaluate(mas, rows: list[dict], modes=MODES, max_new_tokens: int = 40, text_
              for m in modes}
     rivals = rivals_by_kind(rows)
     other = {"shuffled": partners(rows, True), "shuffled-cross": partners(rows, False)}
-    per_row = []
-    for i, row in enumerate(rows):
-        outputs = {}
+    per_row = [{"question": row["question"], "answer": row["answer"], "kind": row.get("kind"), "outputs": {}}
+               for row in rows]
+    runner = None
+    if batch > 1:
+        from .latent_batch import BatchRunner
+
+        runner = BatchRunner(mas, batch)
+    for start in range(0, len(rows), max(1, batch)):
+        chunk = list(range(start, min(start + max(1, batch), len(rows))))
         for mode in modes:
             t0 = time.perf_counter()
-            senders = rows[other[mode][i]]["question"] if mode in other else None
             run_mode = "single" if mode == "prompt-tuned" else "latent" if mode in ("zero", *other) else mode
-            res = mas.run(row["question"], run_mode, max_new_tokens=max_new_tokens, text_tokens=text_tokens,
-                          senders_question=senders, zero_handoffs=mode == "zero",
-                          slot_prompt=slot_prompt if mode == "prompt-tuned" else None)
-            s, met, out = stats[mode], res["metrics"], res["answer"].strip()
-            s["seconds"] += time.perf_counter() - t0
-            kind = row.get("kind", "all")
-            ok = exact_match(out, row["answer"], rivals.get(kind, ()))
-            s["correct"] += ok
-            s["well_formed"] += well_formed(out, row["answer"])
-            s["answers"][out] += 1
-            for k in ("prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps"):
-                s[k] += met[k]
-            s["kinds"][kind] += 1
-            s["kind_ok"][kind] += ok
-            outputs[mode] = {"output": out, "correct": ok}
-            if progress:
-                progress.update(1)
-        per_row.append({"question": row["question"], "answer": row["answer"], "kind": row.get("kind"),
-                        "outputs": outputs})
+            senders = [rows[other[mode][i]]["question"] if mode in other else None for i in chunk]
+            kw = dict(max_new_tokens=max_new_tokens, text_tokens=text_tokens, zero_handoffs=mode == "zero",
+                      slot_prompt=slot_prompt if mode == "prompt-tuned" else None)
+            if runner:
+                results = runner.run([rows[i]["question"] for i in chunk], run_mode, senders=senders, **kw)
+            else:
+                results = [mas.run(rows[chunk[0]]["question"], run_mode, senders_question=senders[0], **kw)]
+            elapsed = time.perf_counter() - t0
+            for i, res in zip(chunk, results, strict=True):
+                row = rows[i]
+                s, met, out = stats[mode], res["metrics"], res["answer"].strip()
+                s["seconds"] += elapsed / len(chunk)
+                kind = row.get("kind", "all")
+                ok = exact_match(out, row["answer"], rivals.get(kind, ()))
+                s["correct"] += ok
+                s["well_formed"] += well_formed(out, row["answer"])
+                s["answers"][out] += 1
+                for k in ("prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps"):
+                    s[k] += met[k]
+                s["kinds"][kind] += 1
+                s["kind_ok"][kind] += ok
+                per_row[i]["outputs"][mode] = {"output": out, "correct": ok}
+                if progress:
+                    progress.update(1)
     n = max(1, len(rows))
     summary = {}
     for mode, s in stats.items():

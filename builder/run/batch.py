@@ -1,0 +1,85 @@
+"""Several sequences of one model in one paged KV cache, stepped together: `Engine.batch(n)`.
+
+A decode step over k active sequences is one forward of k rows (`get_last_hidden`, then `get_logits` on the same
+rows): every weight is read once for all of them, and the CPU kernels for a few rows share each dequantized
+weight vector between rows (builder/compile/cpu_schedule.py). Prompts are prefilled one sequence per forward,
+as a lone sequence is, and a batched row sums in a lone row's order, so each sequence's logits have the bits it
+would have alone (tests/test_batch.py): batching changes speed, not answers.
+"""
+
+import numpy as np
+
+from mlcbuild_common.errors import MlcbuildError
+
+PAGE_SIZE = 16
+
+
+class Batch:
+    def __init__(self, engine, n: int, max_seq_len: int):
+        if n < 1:
+            raise MlcbuildError(f"a batch of {n} sequences", "use at least one")
+        self.engine, self.n, self.max_seq_len = engine, n, max_seq_len
+        self.kv, self.lengths = None, [0] * n
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every position of every sequence: a fresh KV cache holding n empty sequences."""
+        e, s = self.engine, self.engine._shape
+        self.kv = e.vm["create_tir_paged_kv_cache"](s(self.n), s(self.n * self.max_seq_len), s(e.chunk),
+                                                    s(PAGE_SIZE), s(0))
+        for i in range(self.n):
+            e._add_seq(self.kv, i)
+        self.lengths = [0] * self.n
+
+    def truncate(self, i: int, n: int) -> None:
+        """Keep the first n positions of sequence i (0 empties it for a new prompt)."""
+        if not 0 <= n <= self.lengths[i]:
+            raise ValueError(f"cannot truncate sequence {i} of {self.lengths[i]} positions to {n}")
+        if n < self.lengths[i]:
+            self.engine._popn(self.kv, i, self.lengths[i] - n)
+            self.lengths[i] = n
+
+    def _room(self, ids, counts) -> None:
+        for i, c in zip(ids, counts, strict=True):
+            if self.lengths[i] + c > self.max_seq_len:
+                raise MlcbuildError(f"{c} positions after the {self.lengths[i]} held do not fit sequence {i}'s "
+                                    f"{self.max_seq_len}-position KV cache", "shorten the prompt or the answer")
+
+    def _forward(self, fn: str, ids: list[int], counts: list[int], embeds: np.ndarray) -> np.ndarray:
+        e = self.engine
+        e._begin(self.kv, e._shape(*ids), e._shape(*counts))
+        out, self.kv = e.vm[fn](e._tensor(embeds[None].astype(e.dtype)), self.kv, e.params)
+        e._end(self.kv)
+        for i, c in zip(ids, counts, strict=True):
+            self.lengths[i] += c
+        return out.numpy()[0]
+
+    # -- one sequence at a time (prompts) --------------------------------------------------------------
+    def hidden(self, i: int, embeds: np.ndarray) -> np.ndarray:
+        """get_last_hidden over new positions of sequence i (chunked): [n, H] float32."""
+        self._room([i], [len(embeds)])
+        c = self.engine.chunk
+        return np.concatenate([self._forward("get_last_hidden", [i], [len(embeds[j:j + c])], embeds[j:j + c])
+                               for j in range(0, len(embeds), c)], 0)
+
+    def prefill(self, i: int, embeds: np.ndarray) -> np.ndarray:
+        """Logits of sequence i's last new position: [V] float32 (as Sequence.prefill)."""
+        self._room([i], [len(embeds)])
+        c = self.engine.chunk
+        for j in range(0, len(embeds) - c, c):
+            self._forward("get_last_hidden", [i], [c], embeds[j:j + c])
+        last = embeds[(max(len(embeds) - 1, 0) // c) * c:]
+        return self._forward("prefill", [i], [len(last)], last)[0]
+
+    # -- one step of several sequences together --------------------------------------------------------
+    def decode_hidden(self, ids: list[int], embeds: np.ndarray) -> np.ndarray:
+        """One new position for each sequence in `ids` (embeds [k, H], row j for ids[j]): hidden [k, H]."""
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"a sequence appears twice in one step: {ids}")
+        self._room(ids, [1] * len(ids))
+        return self._forward("get_last_hidden", list(ids), [1] * len(ids), np.asarray(embeds).reshape(len(ids), -1))
+
+    def decode(self, ids: list[int], embeds: np.ndarray) -> np.ndarray:
+        """decode_hidden, then the LM head on the k rows together: logits [k, V]."""
+        h = self.decode_hidden(ids, embeds)
+        return self.engine.vm["get_logits"](self.engine._tensor(h[None]), self.engine.params).numpy()[0]
