@@ -4,13 +4,16 @@ TVM's default CPU pipeline neither fuses nor schedules, so every op runs as a si
 nest. Here, on top of fusion:
   - linear layers (builder/models/layers.py `matmul_nt`: one reduction `matmul`, an optional int4
     `dequantize` stage, an optional elementwise epilogue such as the residual add):
-      few rows (decode):  a GEMV; GEMV_ROWS weight rows read side by side, each dot product in LANES-wide
+      few rows, known (decode): a GEMV; GEMV_ROWS weight rows read side by side, each dot product in 8-lane
                           partial sums (rfactor), dequantization inlined into the load, row groups on the pool;
+                          int8 weights (q4f32_2's LM head) with lanes over whole words, one weight row at a time;
       many rows (prefill): an outer-product GEMM; a ROWS x (3-4 vectors) accumulator tile in registers,
                           weights copied/dequantized once per panel into a transposed local buffer;
-      rows known only at run time: one kernel that branches between the two;
+      rows known only at run time: one kernel that branches between a GEMV whose input rows share each
+                          dequantized weight vector (a batched decode step, a short prefill; each row summed in
+                          the one-row GEMV's order, so batching never changes a bit) and the GEMM;
   - TVM's CPU prefill attention over cached pages: query heads on the pool (the chunk's own attention is
-    replaced by builder/compile/cpu_attention.py);
+    replaced by builder/compile/cpu_attention.py, a decode step's by cpu_decode_attention.py);
   - elementwise kernels: producers inlined, vectorized, rows on the pool when there are many.
 """
 
