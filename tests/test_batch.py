@@ -73,3 +73,24 @@ def test_batched_latent_steps_and_truncate(engines):
     assert np.abs(again[0] - first[1]).max() <= 1e-5
     with pytest.raises(ValueError, match="twice"):
         batch.decode_hidden([0, 0], last[:2])
+
+
+def test_a_batch_wider_than_one_forward(engines):
+    """17 sequences step in forwards of at most STEP_ROWS rows (15 + 2), and a lone last one through the one-row
+    function: every row's logits are its lone step's (at 16 rows in one forward the GEMM would take over)."""
+    from builder.run.batch import STEP_ROWS
+
+    eng = engines("q4f32_2")
+    rng = np.random.default_rng(2)
+    prompts = [rng.integers(0, eng.vocab_size, 3 + i).tolist() for i in range(STEP_ROWS + 2)]
+    batch = eng.batch(len(prompts))
+    first = [batch.prefill(i, eng.embed(p)) for i, p in enumerate(prompts)]
+    nxt = eng.embed([int(np.argmax(x)) for x in first])
+    got = batch.decode(list(range(len(prompts))), nxt)
+    lone = batch.decode([0], nxt[:1])  # sequence 0's second step (the same input again), alone in its forward
+    for i, p in enumerate(prompts):
+        seq = eng.sequence()
+        seq.prefill(eng.embed(p))
+        assert np.abs(seq.decode(nxt[i]) - got[i]).max() <= 1e-5, f"sequence {i}"
+        if i == 0:
+            assert np.abs(seq.decode(nxt[0]) - lone[0]).max() <= 1e-5

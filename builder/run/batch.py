@@ -1,8 +1,9 @@
 """Several sequences of one model in one paged KV cache, stepped together: `Engine.batch(n)`.
 
 A decode step over k active sequences is one forward of k rows (`get_last_hidden`, then `get_logits` on the same
-rows): every weight is read once for all of them, and the CPU kernels for a few rows share each dequantized
-weight vector between rows (builder/compile/cpu_schedule.py). Prompts are prefilled one sequence per forward,
+rows; at most STEP_ROWS per forward, and a lone row through the one-row functions): every weight is read once for
+all of them, and the CPU kernels for a few rows share each dequantized weight vector between rows
+(builder/compile/cpu_schedule.py). Prompts are prefilled one sequence per forward,
 as a lone sequence is, and a batched row sums in a lone row's order, so each sequence's logits have the bits it
 would have alone (tests/test_batch.py): batching changes speed, not answers.
 """
@@ -12,6 +13,9 @@ import numpy as np
 from mlcbuild_common.errors import MlcbuildError
 
 PAGE_SIZE = 16
+# rows in one forward: below cpu_schedule.FEW_ROWS (16), where every kernel sums each row in a lone row's order (at
+# 16 rows the GEMM takes over and the logits move by ~1e-5: bench/batch_decode.py measured 6.3e-5)
+STEP_ROWS = 15
 
 
 class Batch:
@@ -74,12 +78,23 @@ class Batch:
     # -- one step of several sequences together --------------------------------------------------------
     def decode_hidden(self, ids: list[int], embeds: np.ndarray) -> np.ndarray:
         """One new position for each sequence in `ids` (embeds [k, H], row j for ids[j]): hidden [k, H]."""
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"a sequence appears twice in one step: {ids}")
-        self._room(ids, [1] * len(ids))
-        return self._forward("get_last_hidden", list(ids), [1] * len(ids), np.asarray(embeds).reshape(len(ids), -1))
+        return self._step(ids, embeds, logits=False)
 
     def decode(self, ids: list[int], embeds: np.ndarray) -> np.ndarray:
         """decode_hidden, then the LM head on the k rows together: logits [k, V]."""
-        h = self.decode_hidden(ids, embeds)
-        return self.engine.vm["get_logits"](self.engine._tensor(h[None]), self.engine.params).numpy()[0]
+        return self._step(ids, embeds, logits=True)
+
+    def _step(self, ids, embeds, logits: bool) -> np.ndarray:
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"a sequence appears twice in one step: {ids}")
+        ids, embeds = list(ids), np.asarray(embeds).reshape(len(ids), -1)
+        self._room(ids, [1] * len(ids))
+        e, out = self.engine, []
+        for j in range(0, len(ids), STEP_ROWS):
+            part, x = ids[j:j + STEP_ROWS], embeds[j:j + STEP_ROWS]
+            if len(part) == 1:  # a lone row: the one-row functions (the same bits, without a tile's padding)
+                out.append(self._forward("decode" if logits else "decode_last_hidden", part, [1], x)[:1])
+                continue
+            h = self._forward("get_last_hidden", part, [1] * len(part), x)
+            out.append(e.vm["get_logits"](e._tensor(h[None]), e.params).numpy()[0] if logits else h)
+        return np.concatenate(out, 0)
