@@ -1,7 +1,8 @@
 """Run a built model library (the CPU .so) through TVM's relax VM: the Python side of the ABI.
 
 One Engine holds one model's weights and any number of sequences, each in its own TVM paged KV cache
-(`Engine.sequence()`; the Engine's own methods use its main sequence). Every call is a forward over new
+(`Engine.sequence()`; the Engine's own methods use its main sequence), or several in one cache stepped together
+(`Engine.batch(n)`, builder/run/batch.py). Every call is a forward over new
 positions; the cache grows until `reset()` or `truncate(n)`. Used for parity tests, f16 checks, greedy answers, and by
 the latent loop.
 """
