@@ -88,7 +88,7 @@ def models(as_json):
         click.echo(f"{r['name']:<{w}}  {r['kind']:<4}  {r['default_quant']:<8}  {r['description']}")
 
 
-EVAL_BATCH = 8  # `eval --batch` default: measured in bench/RESULTS.md ("Batched eval")
+EVAL_BATCH = 8  # `eval --batch` default: measured in bench/RESULTS.md ("`mlcbuild eval --batch`", 40 rows)
 TARGET_CHOICES = click.Choice(["webgpu", "cpu", "all"])
 AGENT_BUILDS = click.option("--agents", required=True,
                             help="Build folders (OUT/<name>-<quant>), one per pattern agent, in order.")
