@@ -15,6 +15,7 @@ over 256 MiB, compiled with TVM for this CPU). Figures are medians over --reps.
   python3 bench/vs_llamacpp.py --model smollm2-135m --reps 7
 """
 
+import argparse
 import hashlib
 import json
 import os
@@ -203,8 +204,8 @@ def main():
     ap.add_argument("--model", action="append", help="default: smollm2-135m and gemma3-270m")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--child", help=argparse_hidden())
-    ap.add_argument("--bandwidth-child", action="store_true", help=argparse_hidden())
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--bandwidth-child", action="store_true", help=argparse.SUPPRESS)
     add_json_file(ap)
     a = ap.parse_args()
     if a.child:
@@ -230,12 +231,6 @@ def main():
                        "read_gb_s": bw, "results": results})
     print(line)
     append_line(a.json_file, line)
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

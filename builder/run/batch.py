@@ -12,7 +12,8 @@ import numpy as np
 
 from mlcbuild_common.errors import MlcbuildError
 
-PAGE_SIZE = 16
+from .engine import PAGE_SIZE
+
 # rows in one forward: below cpu_schedule.FEW_ROWS (16), where every kernel sums each row in a lone row's order (at
 # 16 rows the GEMM takes over and the logits move by ~1e-5: bench/batch_decode.py measured 6.3e-5)
 STEP_ROWS = 15

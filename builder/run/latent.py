@@ -22,6 +22,12 @@ from .wire import frame_size
 TEXT_TOKENS = 256  # the text baseline's cap per message: agents write until their turn ends, as a text MAS does
 
 
+def merge_slot(slots: dict, slot: str, val) -> None:
+    """Put a hand-off into a receiver's slot; a second edge into the same slot appends (text on a new line)."""
+    old = slots.get(slot)
+    slots[slot] = val if old is None else (old + "\n" + val if isinstance(val, str) else np.concatenate([old, val], 0))
+
+
 @dataclass
 class Metrics:
     prompt_tokens: int = 0  # positions prefilled (text tokens and spliced latent rows)
@@ -266,9 +272,7 @@ class LatentMAS:
                         mt.handoff_bytes += frame_size(e.key, *val.shape, peer.dtype if peer else "f32")
                     elif isinstance(val, str):
                         mt.handoff_bytes += len(val.encode())
-                    old = slots.get(e.slot)
-                    slots[e.slot] = val if old is None else (old + "\n" + val if isinstance(val, str)
-                                                              else np.concatenate([old, val], 0))
+                    merge_slot(slots, e.slot, val)
                 emb, prefix = agent.prompt(q, slots)
                 if r == rounds - 1 and name == p.final:
                     answer = self._decode_text(agent, q, emb, prefix, max_new_tokens, mt, r)

@@ -10,7 +10,7 @@ batched decode row sums in a lone row's order, and links run per question, so ev
 import numpy as np
 import torch
 
-from .latent import TEXT_TOKENS, Metrics
+from .latent import TEXT_TOKENS, Metrics, merge_slot
 from .wire import frame_size
 
 
@@ -62,9 +62,7 @@ class BatchRunner:
                             mts[i].handoff_bytes += frame_size(e.key, *val.shape, "f32")
                         else:
                             mts[i].handoff_bytes += len(val.encode())
-                        old = slots.get(e.slot)
-                        slots[e.slot] = val if old is None else (old + "\n" + val if isinstance(val, str)
-                                                                  else np.concatenate([old, val], 0))
+                        merge_slot(slots, e.slot, val)
                     prompts.append(agent.prompt(qs[i], slots))
                 if r == rounds - 1 and name == p.final:
                     answers = self._decode(name, qs, prompts, max_new_tokens, mts, cached)
