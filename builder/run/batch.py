@@ -12,8 +12,6 @@ import numpy as np
 
 from mlcbuild_common.errors import MlcbuildError
 
-from .engine import PAGE_SIZE
-
 # rows in one forward: below cpu_schedule.FEW_ROWS (16), where every kernel sums each row in a lone row's order (at
 # 16 rows the GEMM takes over and the logits move by ~1e-5: bench/batch_decode.py measured 6.3e-5)
 STEP_ROWS = 15
@@ -29,11 +27,7 @@ class Batch:
 
     def reset(self) -> None:
         """Forget every position of every sequence: a fresh KV cache holding n empty sequences."""
-        e, s = self.engine, self.engine._shape
-        self.kv = e.vm["create_tir_paged_kv_cache"](s(self.n), s(self.n * self.max_seq_len), s(e.chunk),
-                                                    s(PAGE_SIZE), s(0))
-        for i in range(self.n):
-            e._add_seq(self.kv, i)
+        self.kv = self.engine.new_kv(self.n, self.n * self.max_seq_len)
         self.lengths = [0] * self.n
 
     def truncate(self, i: int, n: int) -> None:

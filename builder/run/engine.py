@@ -75,6 +75,14 @@ class Engine:
             self._main = self.sequence()
         return self._main
 
+    def new_kv(self, n_seqs: int, positions: int):
+        """A fresh paged KV cache holding n_seqs empty sequences, `positions` slots in all (Sequence and Batch)."""
+        s = self._shape
+        kv = self.vm["create_tir_paged_kv_cache"](s(n_seqs), s(positions), s(self.chunk), s(PAGE_SIZE), s(0))
+        for i in range(n_seqs):
+            self._add_seq(kv, i)
+        return kv
+
     def batch(self, n: int, max_seq_len: int | None = None) -> "Batch":
         """n sequences in one KV cache whose decode steps run together (builder.run.batch)."""
         from .batch import Batch
@@ -164,9 +172,7 @@ class Sequence:
 
     def reset(self) -> None:
         """Forget every position: a fresh KV cache with one empty sequence."""
-        e, s = self.engine, self.engine._shape
-        self.kv = e.vm["create_tir_paged_kv_cache"](s(1), s(self.max_seq_len), s(e.chunk), s(PAGE_SIZE), s(0))
-        e._add_seq(self.kv, 0)
+        self.kv = self.engine.new_kv(1, self.max_seq_len)
         self.length = 0
 
     def truncate(self, n: int) -> None:
