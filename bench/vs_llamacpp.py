@@ -13,6 +13,7 @@ over 256 MiB, compiled with TVM for this CPU). Figures are medians over --reps.
 
   python3 bench/vs_llamacpp.py                          # smollm2-135m and gemma3-270m
   python3 bench/vs_llamacpp.py --model smollm2-135m --reps 7
+  python3 bench/vs_llamacpp.py --cpu-dot f32,int8       # also the opt-in int8-activation library, alternating
 """
 
 import argparse
@@ -170,33 +171,41 @@ def bandwidth_child(threads: int, mib: int = 256) -> None:
     print(n * 4 / best / 1e9)
 
 
-def run_model(model: str, exe: Path, threads: int, reps: int) -> dict:
+def run_model(model: str, exe: Path, threads: int, reps: int, dots: list[str]) -> list[dict]:
+    """One result per CPU dot (`make --cpu-dot`), every library and llama.cpp alternating in each repetition."""
     from builder.fetch import fetch
     from builder.make import make
 
     gguf = Path(fetch(model, show_progress=False).path)
-    build = Path(make(model, None, bench_cache() / "vs_llamacpp", targets=("cpu",), show_progress=True).out)
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(build), "--threads", str(threads)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    ours, theirs = [], []
+    builds = {d: Path(make(model, None, bench_cache() / ("vs_llamacpp" if d == "f32" else f"vs_llamacpp-{d}"),
+                           targets=("cpu",), show_progress=True, cpu_dot=d).out) for d in dots}
+    procs = {d: subprocess.Popen([sys.executable, __file__, "--child", str(b), "--threads", str(threads)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+             for d, b in builds.items()}
+    ours, theirs = {d: [] for d in dots}, []
     try:
         for _ in range(reps):
             theirs.append(llama_rep(exe, gguf, threads))
-            proc.stdin.write("rep\n")
-            proc.stdin.flush()
-            ours.append(json.loads(proc.stdout.readline()))
+            for d, proc in procs.items():
+                proc.stdin.write("rep\n")
+                proc.stdin.flush()
+                ours[d].append(json.loads(proc.stdout.readline()))
     finally:
-        proc.stdin.close()
-        proc.wait()
+        for proc in procs.values():
+            proc.stdin.close()
+            proc.wait()
     med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
-    res = {"model": model, "build": build.name, "gguf": gguf.name, "threads": threads, "reps": reps,
-           "llamacpp": {k: med(theirs, k) for k in theirs[0]}, "ours": {k: med(ours, k) for k in ours[0]},
-           "weight_bytes": weight_bytes(build)}
-    res["decode_ratio"] = res["ours"]["decode_ms"] / res["llamacpp"]["decode_ms"]
-    res["prefill_ratio"] = res["ours"]["prefill_tok_s"] / res["llamacpp"]["prefill_tok_s"]
-    res["latent_over_decode"] = res["ours"]["latent_ms"] / res["ours"]["decode_ms"]
-    res["decode_gb_s"] = res["weight_bytes"] / (res["ours"]["decode_ms"] / 1000) / 1e9
-    return res
+    results = []
+    for d, build in builds.items():
+        res = {"model": model, "build": build.name, "cpu_dot": d, "gguf": gguf.name, "threads": threads,
+               "reps": reps, "llamacpp": {k: med(theirs, k) for k in theirs[0]},
+               "ours": {k: med(ours[d], k) for k in ours[d][0]}, "weight_bytes": weight_bytes(build)}
+        res["decode_ratio"] = res["ours"]["decode_ms"] / res["llamacpp"]["decode_ms"]
+        res["prefill_ratio"] = res["ours"]["prefill_tok_s"] / res["llamacpp"]["prefill_tok_s"]
+        res["latent_over_decode"] = res["ours"]["latent_ms"] / res["ours"]["decode_ms"]
+        res["decode_gb_s"] = res["weight_bytes"] / (res["ours"]["decode_ms"] / 1000) / 1e9
+        results.append(res)
+    return results
 
 
 def main():
@@ -204,6 +213,8 @@ def main():
     ap.add_argument("--model", action="append", help="default: smollm2-135m and gemma3-270m")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--cpu-dot", default="f32", help="comma-separated `make --cpu-dot` kinds to time side by side, "
+                    "e.g. f32,int8 (default: f32)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--bandwidth-child", action="store_true", help=argparse.SUPPRESS)
     add_json_file(ap)
@@ -217,13 +228,13 @@ def main():
     bw = read_bandwidth(a.threads)
     rows, results = [], []
     for model in a.model or ["smollm2-135m", "gemma3-270m"]:
-        r = run_model(model, exe, a.threads, a.reps)
-        results.append(r)
-        o, ll = r["ours"], r["llamacpp"]
-        rows.append([r["build"], r["gguf"], f"{o['decode_ms']:.2f}", f"{ll['decode_ms']:.2f}",
-                     f"{r['decode_ratio']:.2f}x", f"{o['prefill_tok_s']:.0f}", f"{ll['prefill_tok_s']:.0f}",
-                     f"{r['prefill_ratio']:.2f}x", f"{o['latent_ms']:.2f}", f"{r['latent_over_decode']:.2f}",
-                     f"{r['decode_gb_s']:.1f}"])
+        for r in run_model(model, exe, a.threads, a.reps, a.cpu_dot.split(",")):
+            results.append(r)
+            o, ll = r["ours"], r["llamacpp"]
+            rows.append([f"{r['build']} ({r['cpu_dot']})", r["gguf"], f"{o['decode_ms']:.2f}",
+                         f"{ll['decode_ms']:.2f}", f"{r['decode_ratio']:.2f}x", f"{o['prefill_tok_s']:.0f}",
+                         f"{ll['prefill_tok_s']:.0f}", f"{r['prefill_ratio']:.2f}x", f"{o['latent_ms']:.2f}",
+                         f"{r['latent_over_decode']:.2f}", f"{r['decode_gb_s']:.1f}"])
     print_table(rows, ["ours", "llama.cpp on", "decode ms", "llama.cpp", "ratio", f"prefill {PROMPT} tok/s",
                        "llama.cpp", "ratio", "latent ms", "latent/decode", "decode GB/s"], "llrrrrrrrrr")
     print(f"machine read bandwidth: {bw:.1f} GB/s ({a.threads} threads); decode ratio <= 1.0x is the target")

@@ -129,6 +129,10 @@ def _targets(target: str) -> tuple[str, ...]:
 @click.option("--opt", "opt_level", default=1, show_default=True, type=click.IntRange(0, 3),
               help="wasm link optimisation level (-O1 for tests, -O2/-O3 for releases).")
 @click.option("--revision", default=None, help="Hugging Face revision (branch, tag or commit).")
+@click.option("--cpu-dot", type=click.Choice(["f32", "int8"]), default="f32", show_default=True,
+              help="CPU library's one-row (decode) kernels: f32 (the answers of PyTorch and the browser), or int8 "
+              "activations with integer dot products, as llama.cpp does (faster; answers can change; needs AVX-512 "
+              "VNNI).")
 @click.option("--links", is_flag=True, help="Also ship RecursiveLinks (planner -> critic -> solver, all this "
               "model) as recursivelink.json: the links shipped with mlcbuild when they were trained on these exact "
               "weights, else trained now. Shipped links joining this model with other builds in OUT (e.g. "
@@ -146,8 +150,8 @@ def _targets(target: str) -> tuple[str, ...]:
 @click.option("--verbose", is_flag=True, help="On a compiler failure, print its full trace (else kept in a log).")
 @click.option("--no-wait", is_flag=True, help="Fail at once when another run is writing the same build folder "
               "(default: wait for it).")
-def make(model, quant, out, target, opt_level, revision, links, links_train, pattern, links_file, links_steps,
-         quiet, as_json, verbose, no_wait):
+def make(model, quant, out, target, opt_level, revision, cpu_dot, links, links_train, pattern, links_file,
+         links_steps, quiet, as_json, verbose, no_wait):
     """Fetch, convert, compile and package MODEL (a preset, an HF directory or a .gguf file)."""
     from pathlib import Path
 
@@ -158,7 +162,8 @@ def make(model, quant, out, target, opt_level, revision, links, links_train, pat
     step = LinksStep(file=Path(links_file)) if links_file else \
         LinksStep(train=links_train, outer_steps=links_steps, pattern=pattern) if links or links_train else None
     res = run_make(model, quant, Path(out), _targets(target), opt_level, revision,
-                   show_progress=not (quiet or as_json), links=step, verbose=verbose, wait=not no_wait)
+                   show_progress=not (quiet or as_json), links=step, verbose=verbose, wait=not no_wait,
+                   cpu_dot=cpu_dot)
     if as_json:
         emit_json({"out": str(res.out), "reused": res.reused, "salvaged": res.salvaged, "timings": res.timings,
                    "manifest": res.manifest, "shared_links": [str(p) for p in res.shared_links]})

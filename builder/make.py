@@ -218,7 +218,8 @@ LINKS_FILE = "recursivelink.json"
 
 def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), targets=("webgpu", "cpu"),
          opt_level: int = 1, revision: str | None = None, show_progress: bool = True,
-         links: LinksStep | None = None, verbose: bool = False, wait: bool = True) -> BuildResult:
+         links: LinksStep | None = None, verbose: bool = False, wait: bool = True,
+         cpu_dot: str = "f32") -> BuildResult:
     from .convert.reader import open_source
     from .presets import PRESETS
 
@@ -242,7 +243,8 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
     keys = {"convert": _key("convert", __version__, CHAT_CONFIG_FORMAT, digest, quant, [s.__dict__ for s in specs])}
     for t in targets:
         keys[f"compile-{t}"] = _key("compile", __version__, pins.TVM, pins.EMSCRIPTEN, cfg.as_dict(), quant, t,
-                                    opt_level if t == "webgpu" else 0, compiler_digest(t))
+                                    opt_level if t == "webgpu" else 0, compiler_digest(t),
+                                    *(["cpu-dot-int8"] if t == "cpu" and cpu_dot == "int8" else []))
     if links:
         links = links.resolve(digest)
         keys["links"] = _key(__version__, *links.key_parts(digest))
@@ -252,7 +254,7 @@ def make(model: str, quant: str | None = None, out_root: Path = Path("dist"), ta
             prev = _previous_manifest(final)  # read under the lock: a run we waited for may have finished it
             try:
                 manifest = _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched,
-                                  digest, reused, salvaged, libs, timings, show_progress, links, verbose)
+                                  digest, reused, salvaged, libs, timings, show_progress, links, verbose, cpu_dot)
             finally:  # finished or failed cleanly: what a killed run left is used up or stale
                 shutil.rmtree(salvage_dir(final), ignore_errors=True)
     except OSError as e:
@@ -300,7 +302,7 @@ def place_shipped_sets(out_root: Path) -> list[Path]:
 
 
 def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fetched, digest, reused, salvaged,
-           libs, timings, show_progress, links=None, verbose=False) -> dict:
+           libs, timings, show_progress, links=None, verbose=False, cpu_dot="f32") -> dict:
     from .convert.convert import convert
 
     salvage, salvage_rec = _salvaged(final)
@@ -330,7 +332,7 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
             libs[t] = lib_name(fetched.name, quant, t)
             if not reuse(f"compile-{t}", (libs[t],)):
                 compile_model(cfg, quant, t, tmp / libs[t], opt_level=opt_level, show_progress=show_progress,
-                              verbose=verbose)
+                              verbose=verbose, cpu_dot=cpu_dot)
             _record_step(tmp, f"compile-{t}", keys[f"compile-{t}"], (libs[t],))
             timings[f"compile_{t}_s"] = round(time.perf_counter() - t0, 2)
         if links:
@@ -347,7 +349,7 @@ def _build(final, prev, keys, source, cfg, specs, quant, targets, opt_level, fet
                        "synthetic_random_weights": fetched.synthetic},
             "versions": {"mlcbuild": __version__, "apache-tvm": pins.TVM, "emscripten": pins.EMSCRIPTEN,
                          "@mlc-ai/web-runtime": pins.WEB_RUNTIME},
-            "options": {"targets": list(targets), "opt_level": opt_level, "quantization": quant},
+            "options": {"targets": list(targets), "opt_level": opt_level, "quantization": quant, "cpu_dot": cpu_dot},
             "libs": libs, "steps": keys, "links": LINKS_FILE if links else None,
             "links_from": None if not links else "shipped" if links.shipped else "file" if links.file else "trained",
             "files": {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}

@@ -78,7 +78,8 @@ def rebuild_args(build: Path, manifest: dict) -> dict:
             links = LinksStep(train=True, pattern=pattern, outer_steps=steps)
     return {"model": model, "quant": _field(manifest, build, "quantization"),
             "targets": tuple(_field(manifest, build, "options", "targets")),
-            "opt_level": _field(manifest, build, "options", "opt_level"), "revision": revision, "links": links}
+            "opt_level": _field(manifest, build, "options", "opt_level"), "revision": revision, "links": links,
+            "cpu_dot": manifest["options"].get("cpu_dot", "f32")}
 
 
 def compare(build: Path, rebuilt: Path) -> list[str]:
@@ -112,7 +113,7 @@ def verify_build(build: Path, show_progress: bool = True, say=click.echo) -> lis
             say(f"note: built with {tool} {made[tool]}, this machine has {version}: expect differences")
     with tempfile.TemporaryDirectory(prefix="mlcbuild-verify-") as tmp:
         res = make(args["model"], args["quant"], Path(tmp), args["targets"], args["opt_level"], args["revision"],
-                   show_progress=show_progress, links=args["links"])
+                   show_progress=show_progress, links=args["links"], cpu_dot=args["cpu_dot"])
         return compare(build, res.out)
 
 

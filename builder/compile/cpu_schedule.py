@@ -74,7 +74,12 @@ def _consumers(sch: s_tir.Schedule, block) -> list:
 
 
 class LinearRule(ScheduleRule):
-    """Schedules the kernels that `matmul_nt` produces (possibly fused with an elementwise epilogue)."""
+    """Schedules the kernels that `matmul_nt` produces (possibly fused with an elementwise epilogue).
+    `int8_dot`: one-row f32 kernels become cpu_int8_dot.py's (8-bit activations, integer dots; opt-in)."""
+
+    def __init__(self, int8_dot: bool = False):
+        super().__init__()
+        self.int8_dot = int8_dot
 
     def apply(self, func, target: Target, _tunable: bool):
         if not isinstance(func, tirx.PrimFunc) or "cpu" not in target.keys:
@@ -91,6 +96,12 @@ class LinearRule(ScheduleRule):
         if k_len is None or k_len % lanes or out_len is None or out_len % lanes:
             return None  # not a shape these schedules cover: left as lowered
         rows = sch.get(sch.get_loops(mm)[1]).extent
+        if self.int8_dot and isinstance(rows, tirx.IntImm) and int(rows) == 1:
+            from .cpu_int8_dot import swap_in
+
+            swapped = swap_in(func, sch, mm, k_len, out_len, _consumers(sch, mm))
+            if swapped is not None:
+                return s_tir.Schedule(swapped)
         gemv = self._gemv_bytes if _byte_weights(sch, mm, k_len) else self._gemv
         if isinstance(rows, tirx.IntImm) and int(rows) < FEW_ROWS:
             return gemv(sch, lanes)
@@ -351,15 +362,17 @@ def mark_noalias(mod: tvm.ir.IRModule, _ctx) -> tvm.ir.IRModule:
     return mod
 
 
-def schedule_passes(target: Target) -> list:
-    return [dlight.ApplyDefaultSchedule(LinearRule(), AttentionRule(), ElementwiseRule()), mark_noalias]
+def schedule_passes(target: Target, int8_dot: bool = False) -> list:
+    return [dlight.ApplyDefaultSchedule(LinearRule(int8_dot), AttentionRule(), ElementwiseRule()), mark_noalias]
 
 
-def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None, sliding_window: int = 0):
+def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None, sliding_window: int = 0,
+                 int8_dot: bool = False):
     """The relax pipeline for `tvm.compile(mod, target, relax_pipeline=...)` on CPU. `heads` =
     (query heads, kv heads, head dim, dtype) swaps in our prefill and decode attention kernels (cpu_attention.py,
     cpu_decode_attention.py), and for a model
-    with sliding layers (`sliding_window` > 0) our attention over their cached pages."""
+    with sliding layers (`sliding_window` > 0) our attention over their cached pages. `int8_dot`: `make --cpu-dot
+    int8` (cpu_int8_dot.py)."""
     from .cpu_attention import swap_ragged_prefill, swap_sliding_prefill
     from .cpu_decode_attention import swap_decode
     from .stable_order import after_shape_lower
@@ -372,7 +385,7 @@ def cpu_pipeline(target: Target, heads: tuple[int, int, int, str] | None = None,
     @tvm.transform.module_pass(opt_level=0)
     def _pipeline(mod: tvm.ir.IRModule, _ctx) -> tvm.ir.IRModule:
         seq = (cpu_passes.library_dispatch_passes(target) + cpu_passes.legalize_passes(target) + swap
-               + schedule_passes(target) + cpu_passes.dataflow_lower_passes(target)
+               + schedule_passes(target, int8_dot) + cpu_passes.dataflow_lower_passes(target)
                + after_shape_lower(cpu_passes.finalize_passes(target)))  # same bytes in any environment
         with target:
             return tvm.transform.Sequential(seq)(mod)

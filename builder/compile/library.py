@@ -39,7 +39,8 @@ def tvm_target(target: str):
 
 
 def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level: int = 1,
-                  show_progress: bool = True, verbose: bool = False, row_kernels: dict | None = None) -> dict:
+                  show_progress: bool = True, verbose: bool = False, row_kernels: dict | None = None,
+                  cpu_dot: str = "f32") -> dict:
     """Compile in a child process with a fixed PYTHONHASHSEED and address-space randomization off.
 
     Both pins are a second line of defence: the order that followed heap addresses (TVM's VMShapeLower, which
@@ -49,7 +50,7 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
     if target not in TARGETS:  # validate before starting a process (without importing TVM here)
         raise MlcbuildError(f"unknown target '{target}'", f"use one of {', '.join(TARGETS)}")
     args = {"cfg": cfg.as_dict(), "quant": quant, "target": target, "out": str(out), "opt_level": opt_level,
-            "show_progress": show_progress, "row_kernels": row_kernels}
+            "show_progress": show_progress, "row_kernels": row_kernels, "cpu_dot": cpu_dot}
     pkg_root = str(Path(__file__).resolve().parents[2])  # the child imports this very builder package
     env = {**os.environ, "PYTHONHASHSEED": "0", progress.TTY_PARENT: "1" if sys.stderr.isatty() else "0",
            "PYTHONPATH": os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH")) if p)}
@@ -97,10 +98,12 @@ def compile_model(cfg: ModelConfig, quant: str, target: str, out: Path, opt_leve
 
 
 def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level: int = 1,
-                 show_progress: bool = True, watch: "PassWatch | None" = None, row_kernels: dict | None = None) -> dict:
+                 show_progress: bool = True, watch: "PassWatch | None" = None, row_kernels: dict | None = None,
+                 cpu_dot: str = "f32") -> dict:
     """Build the ABI graph for `target` and write the library to `out` atomically; returns timings.
     `watch` follows the passes (progress, and the failing pass for the error message). `row_kernels`: WebGPU
-    only, {"linear": (rows, lanes) | None, "lm_head": ...} overriding gpu_schedule's defaults (for benches)."""
+    only, {"linear": (rows, lanes) | None, "lm_head": ...} overriding gpu_schedule's defaults (for benches).
+    `cpu_dot`: CPU only, "f32" or "int8" (one-row kernels with 8-bit activations: cpu_int8_dot.py)."""
     import tvm
 
     from ..models.params import model_dtype
@@ -121,9 +124,15 @@ def compile_here(cfg: ModelConfig, quant: str, target: str, out: Path, opt_level
         if target == "cpu":
             from .cpu_schedule import cpu_pipeline
 
+            if cpu_dot == "int8":
+                from .cpu_int8_dot import has_vnni
+
+                if not has_vnni(tgt):
+                    raise MlcbuildError(f"--cpu-dot int8 needs AVX-512 VNNI, which this CPU ({tgt.mcpu}) lacks",
+                                        "build with --cpu-dot f32 (the default)")
             heads = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, model_dtype(quant))
             sliding = cfg.sliding_window if "sliding_attention" in cfg.layer_types else 0
-            ex = tvm.compile(mod, tgt, relax_pipeline=cpu_pipeline(tgt, heads, sliding))
+            ex = tvm.compile(mod, tgt, relax_pipeline=cpu_pipeline(tgt, heads, sliding, cpu_dot == "int8"))
         else:
             from .gpu_attention import swap_merge_state
             from .gpu_schedule import gpu_pipeline
@@ -157,7 +166,7 @@ if __name__ == "__main__":  # the child side of compile_model
     watch = PassWatch(f"compiling {out.name}", a["show_progress"])
     try:
         res = compile_here(ModelConfig(**a["cfg"]), a["quant"], a["target"], out, a["opt_level"],
-                           a["show_progress"], watch, a.get("row_kernels"))
+                           a["show_progress"], watch, a.get("row_kernels"), a.get("cpu_dot", "f32"))
     except MlcbuildError as e:
         print(f"mlcbuild: error: {e.format_message()}", file=sys.stderr)
         sys.exit(1)
