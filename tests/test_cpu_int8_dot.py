@@ -67,7 +67,8 @@ def test_kernel_is_the_integer_scheme(fmt, residual):
 
 def test_tiny_model_with_int8_dots(tmp_path):
     """A tiny q4f32_2 model built with --cpu-dot int8: its manifest says so, and its decode logits are near its
-    f32 build's (cosine > 0.99, the same greedy token) but not equal to them (the kernels did change). On a CPU
+    f32 build's (cosine > 0.99) but not equal to them (the kernels did change), and a batch on it gives its lone
+    rows' logits. On a CPU
     without VNNI, the build fails with one clear error instead."""
     if not has_vnni(host_target()):
         with pytest.raises(MlcbuildError, match="VNNI"):
@@ -86,3 +87,12 @@ def test_tiny_model_with_int8_dots(tmp_path):
     for a, b in pairs:
         cos = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
         assert 0.99 < cos and not np.array_equal(a, b)
+    # a batch on this build steps each row alone, so it keeps the lone rows' answers
+    batch = i8.batch(2)
+    lone = [i8.sequence() for _ in range(2)]
+    for j, toks in enumerate(([3, 8, 13], [21, 34])):
+        batch.prefill(j, i8.embed(toks))
+        lone[j].prefill(i8.embed(toks))
+    got = batch.decode([0, 1], i8.embed([55, 89]))
+    want = [lone[j].decode(i8.embed([t])).ravel() for j, t in enumerate((55, 89))]
+    np.testing.assert_array_equal(got, np.stack(want))

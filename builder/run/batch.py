@@ -22,6 +22,10 @@ class Batch:
         if n < 1:
             raise MlcbuildError(f"a batch of {n} sequences", "use at least one")
         self.engine, self.n, self.max_seq_len = engine, n, max_seq_len
+        # a `make --cpu-dot int8` build: its one-row kernels round activations to int8 and the many-row ones do
+        # not, so every row steps alone (the same answers as unbatched, without the batching speed-up)
+        int8 = engine.manifest.get("options", {}).get("cpu_dot") == "int8"
+        self.step_rows = 1 if int8 else STEP_ROWS
         self.kv, self.lengths = None, [0] * n
         self.reset()
 
@@ -85,8 +89,8 @@ class Batch:
         ids, embeds = list(ids), np.asarray(embeds).reshape(len(ids), -1)
         self._room(ids, [1] * len(ids))
         e, out = self.engine, []
-        for j in range(0, len(ids), STEP_ROWS):
-            part, x = ids[j:j + STEP_ROWS], embeds[j:j + STEP_ROWS]
+        for j in range(0, len(ids), self.step_rows):
+            part, x = ids[j:j + self.step_rows], embeds[j:j + self.step_rows]
             if len(part) == 1:  # a lone row: the one-row functions (the same bits, without a tile's padding)
                 out.append(self._forward("decode" if logits else "decode_last_hidden", part, [1], x)[:1])
                 continue
