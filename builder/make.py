@@ -59,8 +59,8 @@ def compiler_digest(target: str) -> str:
     """What a library depends on besides its inputs: our graph and schedule code, and for CPU libs the host
     CPU they are tuned for. A change to either invalidates the compile step."""
     here = Path(__file__).resolve().parent
-    own = ("cpu_schedule.py", "cpu_attention.py") if target == "cpu" else ("wasm.py", "gpu_attention.py",
-                                                                           "gpu_schedule.py")
+    cpu = ("cpu_schedule.py", "cpu_attention.py", "cpu_decode_attention.py", "cpu_int8_dot.py")
+    own = cpu if target == "cpu" else ("wasm.py", "gpu_attention.py", "gpu_schedule.py")
     shared = ("library.py", "stable_order.py", "checked_cse.py")
     files = sorted((here / "models").glob("*.py")) + [here / "compile" / n for n in (*shared, *own)]
     h = hashlib.sha256()

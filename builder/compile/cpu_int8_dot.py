@@ -25,9 +25,7 @@ from tvm.script import tirx as T
 from ..models.params import GROUP_SIZE, INT4, INT4_MIN, INT8, INT8_ZERO, MAX_INT
 
 ROW_BLOCK = 16  # output rows per task on the pool (the task's scratch is allocated once per block)
-INTERLEAVE = 2  # rows summed side by side: two independent FMA chains
-VNNI = "llvm.x86.avx512.vpdpbusd.128"
-V4 = tirx.Ramp(0, 1, 4)  # a 4-lane vector access
+INTERLEAVE = 2  # int4 rows summed side by side: two independent FMA chains
 
 
 def swap_in(func, sch, mm, k_len: int, out_len: int, consumers: list):
@@ -99,9 +97,11 @@ def int8_dot_gemv(fmt: str, k_len: int, out_len: int, residual: bool):
     x, q_weight, q_scale[, q_min][, res], y."""
     groups, nibbles = k_len // GROUP_SIZE, fmt != INT8
     words = k_len // (8 if nibbles else 4)
-    lanes_per_group = GROUP_SIZE // (8 if nibbles else 4) // 4  # 128-bit vectors of words per group: 1 or 2
+    n = GROUP_SIZE // (8 if nibbles else 4)  # words per group = vector lanes: 4 (128 bits) or 8 (256 bits)
+    lanes, i32, i8, f32 = tirx.Ramp(0, 1, n), f"int32x{n}", f"int8x{4 * n}", f"float32x{n}"
+    vnni = f"llvm.x86.avx512.vpdpbusd.{32 * n}"
     zero = MAX_INT if fmt == INT4 else INT8_ZERO  # subtracted per weight (INT4_MIN adds its minimum instead)
-    ilv = INTERLEAVE
+    ilv = INTERLEAVE if nibbles else 1  # int8 rows (the LM head) stream one at a time: see _gemv_bytes
 
     def byte_of(x, inv, k):  # activation k as a signed byte, in the low 8 bits of an int32
         return T.Cast("int32", T.round(x[0, 0, k] * inv)) & 255
@@ -137,45 +137,42 @@ def int8_dot_gemv(fmt: str, k_len: int, out_len: int, residual: bool):
     def dot_rows(qw, qs, qm, res, y, xa, xb, dx, xs):
         for ob in T.parallel(out_len // ROW_BLOCK):
             with T.sblock("rows"):
-                acc = T.sblock_alloc_buffer((ilv, 4), "float32", scope="local")
+                acc = T.sblock_alloc_buffer((ilv, n), "float32", scope="local")
                 off = T.sblock_alloc_buffer((ilv,), "float32", scope="local")
-                isum = T.sblock_alloc_buffer((4,), "int32", scope="local")
+                isum = T.sblock_alloc_buffer((n,), "int32", scope="local")
                 for r in T.serial(ROW_BLOCK // ilv):
                     for i in T.unroll(ilv):
-                        acc[i, V4] = T.broadcast(T.float32(0), 4)
+                        acc[i, lanes] = T.broadcast(T.float32(0), n)
                         off[i] = T.float32(0)
                     for g in T.serial(groups):
                         for i in T.unroll(ilv):
                             o: T.let[T.int32] = ob * ROW_BLOCK + r * ilv + i
-                            isum[V4] = T.broadcast(T.int32(0), 4)
-                            for v in T.unroll(lanes_per_group):
-                                j: T.let[T.int32] = (g * lanes_per_group + v) * 4
-                                wv: T.let = T.reinterpret("int32x4", qw[o, T.ramp(j, 1, 4)])
-                                if nibbles:
-                                    mask: T.let = T.broadcast(T.int32(0x0F0F0F0F), 4)
-                                    lo: T.let = T.call_llvm_pure_intrin(
-                                        "int32x4", VNNI, isum[V4], T.reinterpret("int8x16", wv & mask),
-                                        T.reinterpret("int8x16", xa[T.ramp(j, 1, 4)]))
-                                    isum[V4] = T.call_llvm_pure_intrin(
-                                        "int32x4", VNNI, lo,
-                                        T.reinterpret("int8x16", T.shift_right(wv, T.broadcast(T.int32(4), 4)) & mask),
-                                        T.reinterpret("int8x16", xb[T.ramp(j, 1, 4)]))
-                                else:
-                                    isum[V4] = T.call_llvm_pure_intrin(
-                                        "int32x4", VNNI, isum[V4], T.reinterpret("int8x16", wv),
-                                        T.reinterpret("int8x16", xa[T.ramp(j, 1, 4)]))
-                            acc[i, V4] = acc[i, V4] + T.Cast("float32x4", isum[V4]) * T.broadcast(qs[o, g] * dx[g], 4)
+                            wv: T.let = T.reinterpret(i32, qw[o, T.ramp(g * n, 1, n)])
+                            if nibbles:  # low nibbles, then high nibbles, as bytes
+                                mask: T.let = T.broadcast(T.int32(0x0F0F0F0F), n)
+                                lo: T.let = T.call_llvm_pure_intrin(i32, vnni, T.broadcast(T.int32(0), n),
+                                                                    T.reinterpret(i8, wv & mask),
+                                                                    T.reinterpret(i8, xa[T.ramp(g * n, 1, n)]))
+                                hi: T.let = T.shift_right(wv, T.broadcast(T.int32(4), n)) & mask
+                                isum[lanes] = T.call_llvm_pure_intrin(i32, vnni, lo, T.reinterpret(i8, hi),
+                                                                      T.reinterpret(i8, xb[T.ramp(g * n, 1, n)]))
+                            else:
+                                isum[lanes] = T.call_llvm_pure_intrin(i32, vnni, T.broadcast(T.int32(0), n),
+                                                                      T.reinterpret(i8, wv),
+                                                                      T.reinterpret(i8, xa[T.ramp(g * n, 1, n)]))
+                            acc[i, lanes] = acc[i, lanes] + T.Cast(f32, isum[lanes]) * T.broadcast(qs[o, g] * dx[g], n)
                             if fmt == INT4_MIN:
                                 off[i] = off[i] + qm[o, g] * xs[g]
                             else:
                                 off[i] = off[i] - T.float32(zero) * qs[o, g] * xs[g]
                     for i in T.unroll(ilv):
                         o: T.let[T.int32] = ob * ROW_BLOCK + r * ilv + i
-                        total: T.let[T.float32] = acc[i, 0] + acc[i, 1] + acc[i, 2] + acc[i, 3] + off[i]
+                        for c in T.unroll(n):
+                            off[i] = off[i] + acc[i, c]
                         if residual:
-                            y[0, 0, o] = total + res[0, 0, o]
+                            y[0, 0, o] = off[i] + res[0, 0, o]
                         else:
-                            y[0, 0, o] = total
+                            y[0, 0, o] = off[i]
     # fmt: on
     return _assemble(fmt, k_len, out_len, residual, words, groups, quantize, dot_rows)
 
