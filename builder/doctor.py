@@ -136,8 +136,23 @@ def check_webgpu() -> list[Check]:
     ]
 
 
+def check_cpu() -> list[Check]:
+    """The host CPU the CPU libraries are tuned for, and whether `make --cpu-dot int8` can build here (optional)."""
+    try:
+        from .compile.cpu_int8_dot import has_vnni
+        from .compile.cpu_schedule import host_target
+
+        target = host_target()
+        vnni = has_vnni(target)
+    except Exception as e:  # noqa: BLE001 - TVM missing or broken: check_python says which
+        return [Check("cpu", False, f"<{e}>", "pip install the pinned apache-tvm", required=False)]
+    detail = f"{target.mcpu}, {'with' if vnni else 'no'} AVX-512 VNNI"
+    return [Check("cpu (--cpu-dot int8)", vnni, detail, "build with --cpu-dot f32 (the default) on this CPU",
+                  required=False)]
+
+
 def run_checks(browser: bool = True) -> list[Check]:
-    checks = check_python() + check_emcc() + check_node() + check_chromium() + check_runtime_cache()
+    checks = check_python() + check_emcc() + check_node() + check_chromium() + check_runtime_cache() + check_cpu()
     if browser:
         checks += check_webgpu()
     return checks

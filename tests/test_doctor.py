@@ -23,6 +23,12 @@ def test_doctor_passes_after_setup(cli, wasm_runtime):
     f16 = next(c for c in report["checks"] if c["name"] == "webgpu shader-f16")
     assert f16["ok"] == probe["shaderF16"] and not f16["required"]
     assert f16["ok"] or ("f16 builds cannot run here" in f16["detail"] and "q4f32_1" in f16["fix"])
+    # the CPU row says whether `make --cpu-dot int8` can build here, as the compiler sees this CPU
+    from builder.compile.cpu_int8_dot import has_vnni
+    from builder.compile.cpu_schedule import host_target
+
+    cpu = next(c for c in report["checks"] if c["name"] == "cpu (--cpu-dot int8)")
+    assert cpu["ok"] == has_vnni(host_target()) and not cpu["required"] and host_target().mcpu in cpu["detail"]
     text = cli("doctor", timeout=180).stdout
     assert any(ln.startswith("ok  " if probe["shaderF16"] else "warn") and "webgpu shader-f16" in ln
                for ln in text.splitlines()), text
