@@ -3,8 +3,8 @@
 The default CPU kernels dequantize each weight to f32 and multiply it by the f32 activation: every weight costs an
 unpack, a convert and two FMAs, so a decode step is bound by arithmetic, not by memory (bench/RESULTS.md). This is
 what llama.cpp does instead: quantize the activation row once per call to int8 in groups of 32 (one scale per
-group, round to nearest), then take each group's dot product in int32 with AVX-512 VNNI (`vpdpbusd`: 16 unsigned
-weight bytes times 16 signed activation bytes, summed in 4 lanes), and scale once per group:
+group, round to nearest), then take each group's dot product in int32 with AVX-512 VNNI (`vpdpbusd`: unsigned
+weight bytes times signed activation bytes, 4 products summed into each int32 lane), and scale once per group:
 
     int4 + min (q4*_2):  y = sum_g  scale_g * dx_g * sum_k q_k xq_k   +  sum_g  min_g * xsum_g
     int4 symmetric:      y = sum_g  scale_g * (dx_g * sum_k q_k xq_k  -  7 * xsum_g)
@@ -14,8 +14,9 @@ xsum_g is the exact f32 sum of the group's activations. The weights are read in 
 the low nibbles of a word (columns 0, 2, 4, 6) and its high nibbles (1, 3, 5, 7) become bytes with one mask each;
 the activation bytes are packed in the same order when they are quantized.
 
-The answers move: each activation is rounded to 1/254 of its group's largest magnitude. So this is not the default.
-Only one-row kernels (decode, decode_last_hidden) use it; prefill and batched steps keep the f32 kernels.
+The answers move: each activation moves by up to 1/254 of its group's largest magnitude. So this is not the
+default. Only one-row kernels use it (decode, decode_last_hidden, and the LM head of a prefill's last row); the
+many-row kernels (prefill, batched steps) keep f32.
 """
 
 from tvm import tirx
