@@ -136,6 +136,9 @@ def check_webgpu() -> list[Check]:
     ]
 
 
+CPU_CHECK = "cpu (--cpu-dot int8)"
+
+
 def check_cpu() -> list[Check]:
     """The host CPU the CPU libraries are tuned for, and whether `make --cpu-dot int8` can build here (optional)."""
     try:
@@ -145,10 +148,9 @@ def check_cpu() -> list[Check]:
         target = host_target()
         vnni = has_vnni(target)
     except Exception as e:  # noqa: BLE001 - TVM missing or broken: check_python says which
-        return [Check("cpu", False, f"<{e}>", "pip install the pinned apache-tvm", required=False)]
+        return [Check(CPU_CHECK, False, f"<{e}>", "pip install the pinned apache-tvm", required=False)]
     detail = f"{target.mcpu}, {'with' if vnni else 'no'} AVX-512 VNNI"
-    return [Check("cpu (--cpu-dot int8)", vnni, detail, "build with --cpu-dot f32 (the default) on this CPU",
-                  required=False)]
+    return [Check(CPU_CHECK, vnni, detail, "build with --cpu-dot f32 (the default) on this CPU", required=False)]
 
 
 def run_checks(browser: bool = True) -> list[Check]:
