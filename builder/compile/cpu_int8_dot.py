@@ -29,10 +29,10 @@ ROW_BLOCK = 16  # output rows per task on the pool (the task's scratch is alloca
 INTERLEAVE = 2  # int4 rows summed side by side: two independent FMA chains
 
 
-def swap_in(func, sch, mm, k_len: int, out_len: int, consumers: list):
-    """Our kernel in place of `func` (a one-row matmul_nt kernel, scheduled as `sch`), with `func`'s parameters
-    in `func`'s order; None where it does not apply (f16, a float weight, an epilogue other than one add)."""
-    deq = _block_or_none(sch, "dequantize")
+def swap_in(func, sch, mm, deq, k_len: int, out_len: int, consumers: list):
+    """Our kernel in place of `func` (a one-row matmul_nt kernel, scheduled as `sch`, with blocks `mm` and
+    `deq`, the dequantize stage or None), with `func`'s parameters in `func`'s order; None where it does not apply
+    (f16, a float weight, an epilogue other than one add)."""
     if deq is None or k_len % GROUP_SIZE or out_len % ROW_BLOCK:
         return None
     reads = [r.source for r in sch.get(deq).reads]
@@ -74,13 +74,6 @@ def swap_in(func, sch, mm, k_len: int, out_len: int, consumers: list):
     params = [mine[by_name[p.name]] for p in func.params]
     swapped = tirx.PrimFunc(params, kernel.body, kernel.ret_type, func.attrs)
     return swapped.with_attr("tirx.noalias", True).with_attr("tirx.is_scheduled", True)
-
-
-def _block_or_none(sch, name: str):
-    try:
-        return sch.get_sblock(name)
-    except Exception:  # noqa: BLE001 - ScheduleError: no block of that name
-        return None
 
 
 def has_vnni(target) -> bool:

@@ -99,7 +99,7 @@ class LinearRule(ScheduleRule):
         if self.int8_dot and isinstance(rows, tirx.IntImm) and int(rows) == 1:
             from .cpu_int8_dot import swap_in
 
-            swapped = swap_in(func, sch, mm, k_len, out_len, _consumers(sch, mm))
+            swapped = swap_in(func, sch, mm, _block(sch, "dequantize"), k_len, out_len, _consumers(sch, mm))
             if swapped is not None:
                 return s_tir.Schedule(swapped)
         gemv = self._gemv_bytes if _byte_weights(sch, mm, k_len) else self._gemv
