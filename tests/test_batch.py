@@ -94,3 +94,30 @@ def test_a_batch_wider_than_one_forward(engines):
         assert np.abs(seq.decode(nxt[i]) - got[i]).max() <= 1e-5, f"sequence {i}"
         if i == 0:
             assert np.abs(seq.decode(nxt[0]) - lone[0]).max() <= 1e-5
+
+
+@pytest.mark.parametrize("quant", ["q0f32", "q4f32_2"])
+def test_prompts_sharing_forwards_get_lone_bits(engines, quant):
+    """prefill_many / hidden_many: prompts of 16 rows or more go through shared forwards (here more rows than one
+    chunk holds, so two forwards), shorter ones alone; every prompt's hidden states and last logits are exactly a
+    lone sequence's, and a decode step after them too."""
+    from builder.compile.cpu_schedule import FEW_ROWS as SCHEDULE_FEW_ROWS
+    from builder.run.batch import FEW_ROWS
+
+    assert FEW_ROWS == SCHEDULE_FEW_ROWS
+    eng = engines(quant)
+    rng = np.random.default_rng(11)
+    sizes = [17, 5, 40, 16, 33, eng.chunk - 20, 15, 24]
+    prompts = [eng.embed(rng.integers(0, eng.vocab_size, n)) for n in sizes]
+    batch, ids = eng.batch(len(sizes)), list(range(len(sizes)))
+    assert len(batch._groups(ids, prompts)) < len(sizes)  # some prompts do share a forward
+    logits = batch.prefill_many(ids, prompts)
+    nxt = eng.embed([int(np.argmax(x)) for x in logits])
+    after = batch.decode(ids, nxt)
+    hid = eng.batch(len(sizes)).hidden_many(ids, prompts)
+    for i, p in enumerate(prompts):
+        seq = eng.sequence()
+        assert np.array_equal(seq.hidden(p), hid[i]), f"prompt {i} ({sizes[i]} rows)"
+        seq = eng.sequence()
+        assert np.array_equal(seq.prefill(p), logits[i]), f"prompt {i} ({sizes[i]} rows)"
+        assert np.abs(seq.decode(nxt[i]) - after[i]).max() <= 1e-5, f"prompt {i}"

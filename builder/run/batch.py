@@ -3,9 +3,10 @@
 A decode step over k active sequences is one forward of k rows (`get_last_hidden`, then `get_logits` on the same
 rows; at most STEP_ROWS per forward, and a lone row through the one-row functions): every weight is read once for
 all of them, and the CPU kernels for a few rows share each dequantized weight vector between rows
-(builder/compile/cpu_schedule.py). Prompts are prefilled one sequence per forward,
-as a lone sequence is, and a batched row sums in a lone row's order, so each sequence's logits have the bits it
-would have alone (tests/test_batch.py): batching changes speed, not answers.
+(builder/compile/cpu_schedule.py). Prompts of 16 rows or more share forwards (`hidden_many`,
+`prefill_many`: each GEMM row sums the same way whatever else is in the forward), shorter ones go alone. A batched
+row sums in a lone row's order, so each sequence's logits have the bits it would have alone (tests/test_batch.py):
+batching changes speed, not answers.
 """
 
 import numpy as np
@@ -15,6 +16,7 @@ from mlcbuild_common.errors import MlcbuildError
 # rows in one forward: below cpu_schedule.FEW_ROWS (16), where every kernel sums each row in a lone row's order (at
 # 16 rows the GEMM takes over and the logits move by ~1e-5: bench/batch_decode.py measured 6.3e-5)
 STEP_ROWS = 15
+FEW_ROWS = 16  # cpu_schedule.FEW_ROWS: a forward of this many rows or more takes the GEMM kernels
 
 
 class Batch:
@@ -73,6 +75,49 @@ class Batch:
             self._forward("get_last_hidden", [i], [c], embeds[j:j + c])
         last = embeds[(max(len(embeds) - 1, 0) // c) * c:]
         return self._forward("prefill", [i], [len(last)], last)[0]
+
+    # -- several prompts in one forward -----------------------------------------------------------------
+    def hidden_many(self, ids: list[int], embeds: list[np.ndarray]) -> list[np.ndarray]:
+        """hidden() for several sequences: [n_j, H] each. Prompts of FEW_ROWS rows or more share forwards (up to
+        a chunk of rows in one): every weight panel is packed once for all of them, and a GEMM row sums the same
+        way whatever else is in the forward, so each gets the bits it gets alone (tests/test_batch.py). Shorter
+        ones, and every prompt on an int8 build, go alone (their kernels differ from the GEMM's)."""
+        out: dict[int, np.ndarray] = {}
+        for group in self._groups(ids, embeds):
+            if len(group) == 1:
+                j = group[0]
+                out[j] = self.hidden(ids[j], embeds[j])
+                continue
+            sizes = [len(embeds[j]) for j in group]
+            self._room([ids[j] for j in group], sizes)
+            rows = np.concatenate([embeds[j] for j in group])
+            h = self._forward("get_last_hidden", [ids[j] for j in group], sizes, rows)
+            for j, a, b in zip(group, np.cumsum([0, *sizes[:-1]]), np.cumsum(sizes), strict=True):
+                out[j] = h[a:b]
+        return [out[j] for j in range(len(ids))]
+
+    def prefill_many(self, ids: list[int], embeds: list[np.ndarray]) -> np.ndarray:
+        """prefill() for several sequences: the logits of each one's last new position, [k, V]."""
+        if self.step_rows == 1:  # int8 build: a prefill's last row takes the int8 LM head, get_logits does not
+            return np.stack([self.prefill(i, x) for i, x in zip(ids, embeds, strict=True)])
+        last = np.stack([h[-1] for h in self.hidden_many(ids, embeds)])
+        e = self.engine
+        return np.concatenate([e.vm["get_logits"](e._tensor(last[j:j + self.step_rows][None]), e.params).numpy()[0]
+                               for j in range(0, len(last), self.step_rows)], 0)
+
+    def _groups(self, ids, embeds) -> list[list[int]]:
+        """Indices into `ids`, grouped for hidden_many: long prompts packed up to a chunk, the rest alone."""
+        c, groups, cur, rows = self.engine.chunk, [], [], 0
+        for j, x in enumerate(embeds):
+            if self.step_rows == 1 or not FEW_ROWS <= len(x) <= c:
+                groups.append([j])
+                continue
+            if rows + len(x) > c:
+                groups.append(cur)
+                cur, rows = [], 0
+            cur.append(j)
+            rows += len(x)
+        return groups + ([cur] if cur else [])
 
     # -- one step of several sequences together --------------------------------------------------------
     def decode_hidden(self, ids: list[int], embeds: np.ndarray) -> np.ndarray:

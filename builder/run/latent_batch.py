@@ -1,10 +1,10 @@
 """LatentMAS over several questions at once: the same loop as LatentMAS._run, with each agent's work on every
 question stepped together (`mlcbuild eval --batch B`).
 
-Each agent holds one Batch (builder/run/batch.py) of B sequences, row i for question i. Prompts are prefilled one
-question at a time, as alone; latent steps and text tokens are one forward for all questions still going. A
-batched decode row sums in a lone row's order, and links run per question, so every question gets the outputs
-`LatentMAS.run` gives it alone (tests/test_batch.py, and the eval test checks every row).
+Each agent holds one Batch (builder/run/batch.py) of B sequences, row i for question i. The questions' prompts share
+forwards where that keeps a lone prompt's bits (Batch.hidden_many); latent steps and text tokens are one forward for
+all questions still going. A batched decode row sums in a lone row's order, and links run per question, so every
+question gets the outputs `LatentMAS.run` gives it alone (tests/test_batch.py, and the eval test checks every row).
 """
 
 import numpy as np
@@ -107,7 +107,8 @@ class BatchRunner:
     def _think(self, name, qs, prompts, m, mts, cached) -> list[np.ndarray]:
         """Prefill every question's prompt, then m latent steps for all of them together: [m, H] per question."""
         batch, ids = self.batches[name], list(range(len(qs)))
-        h = np.stack([batch.hidden(i, self._feed(name, i, qs[i], *prompts[i], mts[i], cached))[-1] for i in ids])
+        new = [self._feed(name, i, qs[i], *prompts[i], mts[i], cached) for i in ids]
+        h = np.stack([x[-1] for x in batch.hidden_many(ids, new)])
         steps = []
         for _ in range(m):
             x = np.concatenate([self.mas._link(f"inner:{name}", h[i:i + 1]) for i in ids], 0)  # per question
@@ -119,10 +120,10 @@ class BatchRunner:
         return [block[i] for i in ids]
 
     def _decode(self, name, qs, prompts, max_new, mts, cached) -> list[str]:
-        """Greedy text for every question: prefills one by one, then one decode step for all still writing."""
-        agent, batch = self.mas.agents[name], self.batches[name]
-        logits = {i: batch.prefill(i, self._feed(name, i, qs[i], *prompts[i], mts[i], cached))
-                  for i in range(len(qs))}
+        """Greedy text for every question: the prompts' prefills, then one decode step for all still writing."""
+        agent, batch, ids = self.mas.agents[name], self.batches[name], list(range(len(qs)))
+        new = [self._feed(name, i, qs[i], *prompts[i], mts[i], cached) for i in ids]
+        logits = dict(zip(ids, batch.prefill_many(ids, new), strict=True))
         out = {i: [] for i in logits}
         live = list(logits)
         for _ in range(max_new):
