@@ -62,27 +62,6 @@ def test_kv_prefix_reuse_across_rounds_changes_nothing_but_the_work(system, mode
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["latent", "text"])
-def test_a_kept_prompt_head_gives_the_bits_of_a_fresh_one(system, mode):
-    """keep_head (what `eval` runs with): each agent keeps its prompt head's KV entries from the last question.
-    The next question's hand-offs and answer have exactly the bits a fresh process gives it, and the only
-    difference in work is the heads, counted as reused."""
-    kw = {"max_new_tokens": 8, "text_tokens": 4}
-    warm = LatentMAS(system["dirs"], system["links_file"], keep_head=True)
-    warm.run("What is the capital of France?", mode, **kw)
-    got = warm.run(QUESTION, mode, **kw)
-    ref = LatentMAS(system["dirs"], system["links_file"], keep_head=True).run(QUESTION, mode, **kw)
-    assert [h["edge"] for h in got["handoffs"]] == [h["edge"] for h in ref["handoffs"]]
-    for a, b in zip(got["handoffs"], ref["handoffs"], strict=True):
-        assert np.array_equal(a["block"], b["block"]), a["edge"]
-    assert got["answer"] == ref["answer"]
-    heads = sum(a.head for a in warm.agents.values())
-    assert heads > 0
-    g, r = got["metrics"], ref["metrics"]
-    assert g["reused_tokens"] == r["reused_tokens"] + heads and g["prompt_tokens"] == r["prompt_tokens"] - heads
-
-
-@pytest.mark.slow
 def test_text_baseline_runs_the_same_graph(system):
     mas = LatentMAS(system["dirs"], system["links_file"])
     out = mas.run(QUESTION, "text", max_new_tokens=8, text_tokens=4)
@@ -325,8 +304,7 @@ def test_zero_and_prompt_tuned_modes_match_pytorch(system, cli, tmp_path):
 def test_batched_eval_gives_every_row_the_same_outputs(system):
     """`eval --batch 3` over 5 rows (a chunk of 3, then 2) in every mode the eval runs through the MAS, r = 2 (the
     feedback edge and the KV prefix reuse run too): each row's output and token counts equal the one-row-at-a-time
-    run's; the batched decode steps are bit-identical (builder/run/batch.py), and a kept prompt head has the bits
-    of a fresh one, so greedy text cannot differ."""
+    run's; the batched decode steps are bit-identical (builder/run/batch.py), so greedy text cannot differ."""
     from builder.run.evaluate import evaluate
 
     rows = [{"question": q, "answer": a, "kind": k} for q, a, k in [
@@ -340,11 +318,6 @@ def test_batched_eval_gives_every_row_the_same_outputs(system):
     for a, b in zip(one["rows"], many["rows"], strict=True):
         assert a["outputs"] == b["outputs"], a["question"]
     for mode in modes:
-        o, b = one["modes"][mode], many["modes"][mode]
-        for k in ("correct", "generated_tokens", "latent_steps"):
-            assert o[k] == b[k], (mode, k)
-        # the same prompts; each agent's head (keep_head) is prefilled once per batch row instead of once
-        assert o["prompt_tokens"] + o["reused_tokens"] == b["prompt_tokens"] + b["reused_tokens"], mode
-        assert o["prompt_tokens"] <= b["prompt_tokens"], mode
+        for k in ("correct", "prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps"):
+            assert one["modes"][mode][k] == many["modes"][mode][k], (mode, k)
     assert many["modes"]["latent"]["reused_tokens"] > 0 and many["modes"]["text"]["generated_tokens"] > 0
-    assert one["modes"]["single"]["reused_tokens"] > 0  # the solver's head, kept from question to question

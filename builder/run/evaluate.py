@@ -45,20 +45,11 @@ def partners(rows: list[dict], within_family: bool = True) -> list[int]:
 
 
 def evaluate(mas, rows: list[dict], modes=MODES, max_new_tokens: int = 40, text_tokens: int = 64,
-             progress=None, slot_prompt=None, batch: int = 1, keep_head: bool = True) -> dict:
+             progress=None, slot_prompt=None, batch: int = 1) -> dict:
     """{"modes": {mode: summary}, "rows": [{question, answer, kind, outputs: {mode: text}}], "paired": ...};
     rows run one after another (or `batch` rows together, builder/run/latent_batch.py: the same outputs) with
     every mode on each, so the modes see the same machine load. "prompt-tuned" needs `slot_prompt`
-    (train_links.prompt_tuning.SlotPrompt). `keep_head`: each agent keeps its prompt head's KV entries from one
-    question to the next (LatentMAS.keep_head); every mode gets the same, so their seconds still compare."""
-    old, mas.keep_head = mas.keep_head, keep_head
-    try:
-        return _evaluate(mas, rows, modes, max_new_tokens, text_tokens, progress, slot_prompt, batch)
-    finally:
-        mas.keep_head = old
-
-
-def _evaluate(mas, rows, modes, max_new_tokens, text_tokens, progress, slot_prompt, batch) -> dict:
+    (train_links.prompt_tuning.SlotPrompt)."""
     from train_links.data import exact_match, rivals_by_kind, well_formed
     from train_links.stats import wilson
 

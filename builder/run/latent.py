@@ -63,11 +63,6 @@ class Agent:
         self.stop = set(end) | engine.stop_ids()
         self.seq = engine.sequence()  # this agent's own KV cache, kept across rounds
         self.cached_question = None  # the question whose prompt prefix `seq` holds
-        # the prompt's leading text (chat header, system prompt, the user turn up to the question or first slot)
-        # is the same for every question: with keep_head its KV entries stay from one question to the next
-        kind, val = self.pieces[0]
-        self.head = len(val) if kind == "text" and len(self.pieces) > 1 else 0
-        self.head_held = False  # `seq` starts with the head's KV entries, computed in a forward of their own
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -96,37 +91,24 @@ class Agent:
         emb = np.concatenate(parts, 0)
         return emb, min(len(emb) if prefix is None else prefix, len(emb) - 1)
 
-    def start(self, question: str, emb: np.ndarray, prefix: int, reuse: bool,
-              keep_head: bool = False) -> tuple[np.ndarray, int]:
-        """Point the sequence at the end of what it can keep of this prompt; returns (the rows still to prefill,
-        the number of rows kept). Kept: this question's prefix from an earlier round (causal attention never saw
-        what followed), else with keep_head the head of any earlier question. With keep_head a fresh prompt
-        prefills its head in a forward of its own, so the rows after it get the same bits kept or fresh."""
+    def start(self, question: str, emb: np.ndarray, prefix: int, reuse: bool) -> np.ndarray:
+        """Point the sequence at the end of this prompt's shared prefix; returns the rows still to prefill.
+        The prefix's KV entries from an earlier round are valid: causal attention never saw what followed."""
         if reuse and self.cached_question == question and self.seq.length >= prefix:
             self.seq.truncate(prefix)
-            return emb[prefix:], prefix
-        self.cached_question = question
-        head = min(self.head, prefix) if keep_head else 0
-        if head and self.head_held and self.seq.length >= head:
-            self.seq.truncate(head)
-            return emb[head:], head
+            return emb[prefix:]
         self.seq.reset()
-        self.head_held = False
-        if head:
-            self.seq.hidden(emb[:head])
-            self.head_held = True
-            return emb[head:], 0
-        return emb, 0
+        self.cached_question = question
+        return emb
 
 
 class LatentMAS:
     def __init__(self, build_dirs: list[Path], links_file: Path, max_seq_len: int = 1024, reuse_kv: bool = True,
-                 force_links: bool = False, warn=None, roles: dict | None = None, keep_head: bool = False):
+                 force_links: bool = False, warn=None, roles: dict | None = None):
         """`roles`: a roles document (builder.run.roles.load, the playground's export) replacing the trained
         prompt templates of some roles; the links and the graph stay. A None build folder: that role runs on
-        another machine (run(..., peer=...)), nothing of it loads here. `keep_head`: each agent keeps its prompt
-        head's KV entries (the text before the question) from one run to the next (`eval`: many questions)."""
-        self.reuse_kv, self.keep_head = reuse_kv, keep_head
+        another machine (run(..., peer=...)), nothing of it loads here."""
+        self.reuse_kv = reuse_kv
         from train_links import format as fmt
         from train_links.links import make_link
 
@@ -192,26 +174,26 @@ class LatentMAS:
         mt.stages.append({"agent": agent, "round": rnd, "stage": stage,
                           "ms": (time.perf_counter() - t0) * 1000, **extra})
 
-    def _feed(self, agent: Agent, question: str, emb: np.ndarray, prefix: int, mt: Metrics) -> tuple[np.ndarray, int]:
-        new, kept = agent.start(question, emb, prefix, self.reuse_kv, self.keep_head)
-        mt.prompt_tokens += len(emb) - kept
-        mt.reused_tokens += kept
-        return new, kept
+    def _feed(self, agent: Agent, question: str, emb: np.ndarray, prefix: int, mt: Metrics) -> np.ndarray:
+        new = agent.start(question, emb, prefix, self.reuse_kv)
+        mt.prompt_tokens += len(new)
+        mt.reused_tokens += len(emb) - len(new)
+        return new
 
     def _prefill(self, agent: Agent, question: str, emb, prefix: int, mt: Metrics, rnd: int) -> np.ndarray:
         t0 = time.perf_counter()
-        new, kept = self._feed(agent, question, emb, prefix, mt)
+        new = self._feed(agent, question, emb, prefix, mt)
         h = agent.seq.hidden(new)
-        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(emb) - kept, reused=kept)
+        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(new), reused=len(emb) - len(new))
         return h[-1]
 
     def _decode_text(self, agent: Agent, question: str, emb, prefix: int, max_new: int, mt: Metrics,
                      rnd: int) -> str:
         seq = agent.seq
         t0 = time.perf_counter()
-        new, kept = self._feed(agent, question, emb, prefix, mt)
+        new = self._feed(agent, question, emb, prefix, mt)
         logits = seq.prefill(new)
-        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(emb) - kept, reused=kept)
+        self._stage(mt, agent.name, rnd, "prefill", t0, tokens=len(new), reused=len(emb) - len(new))
         t0 = time.perf_counter()
         ids = []
         for _ in range(max_new):

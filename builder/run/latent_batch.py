@@ -18,7 +18,6 @@ class BatchRunner:
     def __init__(self, mas, size: int):
         self.mas, self.size = mas, size
         self.batches = {name: a.engine.batch(size, a.seq.max_seq_len) for name, a in mas.agents.items()}
-        self.head_held = {name: [False] * size for name in mas.agents}  # as Agent.head_held, per row
 
     def run(self, questions: list[str], mode: str = "latent", max_new_tokens: int = 32,
             text_tokens: int | None = None, senders: list[str | None] | None = None, zero_handoffs: bool = False,
@@ -84,25 +83,18 @@ class BatchRunner:
         return [{"mode": mode, "answer": a, "metrics": mt.as_dict()} for a, mt in zip(answers, mts, strict=True)]
 
     def _feed(self, name: str, i: int, question: str, emb: np.ndarray, prefix: int, mt: Metrics, cached) -> np.ndarray:
-        """Agent.start for row i: keep this question's prefix from its earlier round, else (keep_head) the
-        head of an earlier question, else start empty; a fresh head is prefilled in a forward of its own."""
-        batch, agent = self.batches[name], self.mas.agents[name]
-        head = min(agent.head, prefix) if self.mas.keep_head else 0
+        """Agent.start for row i: keep the shared prefix of this question's earlier round, else start empty."""
+        batch = self.batches[name]
         if self.mas.reuse_kv and cached[name][i] == question and batch.lengths[i] >= prefix:
-            kept = prefix
-        elif head and self.head_held[name][i] and batch.lengths[i] >= head:
-            kept = head
+            batch.truncate(i, prefix)
+            new = emb[prefix:]
         else:
             batch.truncate(i, 0)
-            self.head_held[name][i] = bool(head)
-            if head:
-                batch.hidden(i, emb[:head])
-            kept = 0
-        batch.truncate(i, max(kept, head))
-        cached[name][i] = question
-        mt.prompt_tokens += len(emb) - kept
-        mt.reused_tokens += kept
-        return emb[max(kept, head):]
+            cached[name][i] = question
+            new = emb
+        mt.prompt_tokens += len(new)
+        mt.reused_tokens += len(emb) - len(new)
+        return new
 
     def _think(self, name, qs, prompts, m, mts, cached) -> list[np.ndarray]:
         """Prefill every question's prompt, then m latent steps for all of them together: [m, H] per question."""
