@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""`mlcbuild eval` end to end, several ways side by side: one row at a time, `--batch B`, with and without each agent
-keeping its prompt head's KV entries between questions (keep_head, what `eval` does now).
+"""`mlcbuild eval` end to end at several `--batch` sizes side by side (1: one row at a time).
 
 The same rows go through every configuration, block by block (a block of --block rows through each configuration
 in turn, so a change in machine load hits them alike). Prints seconds per mode, the speed-up over the first
@@ -8,7 +7,7 @@ configuration, and how many rows' outputs equal the first configuration's (they 
 is one JSON object.
 
   python3 bench/eval_speed.py                          # smollm2-135m x3, shipped links, 64 built-in held-out rows
-  python3 bench/eval_speed.py --rows 323 --configs 1:off,8:on
+  python3 bench/eval_speed.py --rows 0 --batches 1,8     # all 323 rows
 """
 
 import os
@@ -26,7 +25,7 @@ def main():
     ap.add_argument("--data", default="builtin", help="builtin (held-out split) or disjoint")
     ap.add_argument("--rows", type=int, default=64, help="spread evenly over the split (0: all)")
     ap.add_argument("--modes", default="single,text,latent")
-    ap.add_argument("--configs", default="1:off,8:off,8:on", help="batch:keep_head pairs; the first is the reference")
+    ap.add_argument("--batches", default="1,8", help="batch sizes; the first is the reference")
     ap.add_argument("--block", type=int, default=32)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     add_json_file(ap)
@@ -51,7 +50,7 @@ def main():
     if a.rows and a.rows < len(rows):
         rows = [rows[i * len(rows) // a.rows] for i in range(a.rows)]
     modes = [m for m in a.modes.split(",") if m]
-    configs = [(int(b), k == "on") for b, k in (c.split(":") for c in a.configs.split(","))]
+    configs = [int(b) for b in a.batches.split(",")]
     mas = LatentMAS([build] * 3, Path(a.links))
     secs = {c: {m: 0.0 for m in modes} for c in configs}
     work = {c: {m: [0, 0] for m in modes} for c in configs}  # prompt positions prefilled, kept
@@ -61,7 +60,7 @@ def main():
     for start in range(0, len(rows), a.block):
         block = rows[start:start + a.block]
         for c in configs:
-            res = evaluate(mas, block, modes, batch=c[0], keep_head=c[1])
+            res = evaluate(mas, block, modes, batch=c)
             for m in modes:
                 s = res["modes"][m]
                 secs[c][m] += s["seconds"]
@@ -74,11 +73,11 @@ def main():
     table, res = [], []
     for c in configs:
         same = {m: sum(x[m] == y[m] for x, y in zip(outs[c], outs[ref], strict=True)) for m in modes}
-        name = f"batch {c[0]}, keep_head {'on' if c[1] else 'off'}"
+        name = f"batch {c}"
         table.append([name, *(f"{secs[c][m]:.1f}" for m in modes), f"{total[c]:.1f}",
                       f"{total[ref] / total[c]:.2f}x", " ".join(f"{same[m]}/{len(rows)}" for m in modes),
                       sum(w[0] for w in work[c].values())])
-        res.append({"batch": c[0], "keep_head": c[1], "seconds": secs[c], "total": total[c],
+        res.append({"batch": c, "seconds": secs[c], "total": total[c],
                     "speedup": total[ref] / total[c], "same_outputs": same,
                     "prefilled": {m: work[c][m][0] for m in modes}, "kept": {m: work[c][m][1] for m in modes}})
     print_table(table, ["configuration", *(f"{m} s" for m in modes), "total s", "speed-up",
