@@ -99,8 +99,8 @@ def test_a_batch_wider_than_one_forward(engines):
 @pytest.mark.parametrize("quant", ["q0f32", "q4f32_2"])
 def test_prompts_sharing_forwards_get_lone_bits(engines, quant):
     """prefill_many / hidden_many: prompts of 16 rows or more go through shared forwards (here more rows than one
-    chunk holds, so two forwards), shorter ones alone; every prompt's hidden states and last logits are exactly a
-    lone sequence's, and a decode step after them too."""
+    chunk holds, so they split over several forwards), shorter ones alone; every prompt's hidden states and last
+    logits are exactly a lone sequence's, and a decode step after them too."""
     from builder.compile.cpu_schedule import FEW_ROWS as SCHEDULE_FEW_ROWS
     from builder.run.batch import FEW_ROWS
 
