@@ -49,6 +49,9 @@ PATTERN = click.option("--pattern", type=click.Choice(list(PATTERNS)), default="
               "question of its family: links that carry per-question content, not only the task type.")
 @click.option("--contrast-margin", type=float, default=Config.contrast_margin, show_default=True,
               help="The hinge's margin in nats of answer cross-entropy.")
+@click.option("--keep-single", type=float, default=Config.keep_single, show_default=True, help="Weight of "
+              "KL(one agent || the final agent given another same-family question's hand-offs) in the "
+              "teacher-forced steps: where the hand-offs carry nothing for the question, keep one-agent behaviour.")
 @click.option("--inner-lr", type=float, default=Config.inner_lr, show_default=True)
 @click.option("--init", type=click.Choice(["ridge", "random"]), default=Config.init, show_default=True,
               help="Outer links' start: closed-form ridge regression between paired states, or random.")
@@ -82,8 +85,8 @@ PATTERN = click.option("--pattern", type=click.Choice(list(PATTERNS)), default="
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def train_links_cmd(agents, pattern, data, exclude_family, rounds, latent_steps, out, inner_steps, outer_steps,
-                    rollout_steps, answer_target, max_new, batch, lr, contrast, contrast_margin, inner_lr, init,
-                    init_from, pair_rows, inner_width, outer_width, warmup, dtype, link_dtype, seed, checkpoint,
+                    rollout_steps, answer_target, max_new, batch, lr, contrast, contrast_margin, keep_single, inner_lr,
+                    init, init_from, pair_rows, inner_width, outer_width, warmup, dtype, link_dtype, seed, checkpoint,
                     checkpoint_every, val_rows, select_every, resume, stop_after, do_eval, eval_rows, quiet, as_json):
     """Train RecursiveLinks (inner + outer) for frozen agents and write recursivelink.json.
 
@@ -97,7 +100,7 @@ def train_links_cmd(agents, pattern, data, exclude_family, rounds, latent_steps,
                  exclude_family=tuple(exclude_family), rounds=rounds, latent_steps=latent_steps, out=out,
                  inner_steps=inner_steps, outer_steps=outer_steps, rollout_steps=rollout_steps,
                  answer_target=answer_target, max_new=max_new, batch=batch, lr=lr, contrast=contrast,
-                 contrast_margin=contrast_margin, inner_lr=inner_lr, init=init,
+                 contrast_margin=contrast_margin, keep_single=keep_single, inner_lr=inner_lr, init=init,
                  init_from=init_from, pair_rows=pair_rows,
                  inner_width=inner_width, outer_width=outer_width, warmup=warmup, dtype=dtype, link_dtype=link_dtype,
                  seed=seed, checkpoint=checkpoint, checkpoint_every=max(1, checkpoint_every), resume=resume,

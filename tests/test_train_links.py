@@ -382,3 +382,40 @@ def test_contrast_hinge_uses_same_family_partners_and_adds_to_the_loss(seq_agent
     assert not torch.allclose(other, own[at])  # the partner's hand-offs change the answer's likelihood
     losses = t.run()
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+
+
+def test_keep_single_adds_the_one_agent_kl_with_partner_hand_offs(seq_agents, rows):
+    """--keep-single: the step's objective is the answer CE plus W * KL(the solver alone || the solver given a
+    same-family partner's hand-offs), each row's KL summed over its answer positions and divided by their
+    count; the term is positive and its gradient reaches the outer links."""
+    from train_links import teacher
+
+    p, agents = seq_agents
+    train = rows[0][:40]
+    links = LinkSet(agents, p, seed=0)
+    t = OuterTrainer(agents, links, p, train, teacher_steps=2, rounds=1, m=2, batch=6, seed=5, keep_single=0.5)
+    idx = list(range(6))
+    partner_rows = [None if j is None else train[j] for j in t.partners(idx)]
+    batch = [train[i] for i in idx]
+    at = [k for k, j in enumerate(partner_rows) if j is not None]
+    assert at
+    got = t.loss_sum(batch, partner_rows)
+    with torch.no_grad():
+        own = teacher.teacher_forced_losses(agents, links, p, batch, 1)
+        solver = agents[p.final]
+        kl = 0.0
+        for k in at:
+            ids = solver.answer_ids(batch[k].get("target") or batch[k]["answer"])
+            alone = solver.prompt_embeds({"question": batch[k]["question"]}, {})
+            seq = torch.cat([alone, solver.embed(ids)])[None]
+            lg_one = solver.model(inputs_embeds=seq).logits[0, len(alone) - 1:len(alone) - 1 + len(ids)].double()
+            lg_other = teacher.teacher_forced_losses(agents, links, p, [batch[k]], 1, sender_rows=[partner_rows[k]],
+                                                     logits=True)[0].double()
+            p_one = lg_one.softmax(-1)
+            kl += float((p_one * (lg_one.log_softmax(-1) - lg_other.log_softmax(-1))).sum(-1).mean())
+    assert kl > 0
+    assert abs(got.item() - (own.sum().item() + 0.5 * kl)) < 1e-3 * max(1.0, kl)
+    got.backward()
+    assert any(prm.grad is not None and prm.grad.abs().sum() > 0 for prm in links.outer.parameters())
+    losses = t.run()
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)

@@ -20,6 +20,7 @@ class Config:
     batch: int = 8
     contrast: float = 0.0  # weight of the same-family contrast hinge (teacher-forced stage; train.OuterTrainer)
     contrast_margin: float = 0.5  # nats the answer CE must rise with another question's hand-offs
+    keep_single: float = 0.0  # weight of KL(one agent || agent given another question's hand-offs) (train.OuterTrainer)
     lr: float = 1e-4
     inner_lr: float = 1e-3
     init: str = "ridge"  # outer links: "ridge" (closed form) or "random"

@@ -28,7 +28,8 @@ def _check(cfg: Config):
                         ("--batch", cfg.batch, 1), ("--inner-steps", cfg.inner_steps, 0),
                         ("--outer-steps", cfg.outer_steps, 0), ("--rollout-steps", cfg.rollout_steps, 0),
                         ("--pair-rows", cfg.pair_rows, 1), ("--val-rows", cfg.val_rows, 0),
-                        ("--contrast", cfg.contrast, 0), ("--contrast-margin", cfg.contrast_margin, 0)):
+                        ("--contrast", cfg.contrast, 0), ("--contrast-margin", cfg.contrast_margin, 0),
+                        ("--keep-single", cfg.keep_single, 0)):
         if v < lo:
             raise MlcbuildError(f"{name} must be >= {lo}, got {v}", f"pass {name} {lo} or more")
     for name, v in (("--inner-width", cfg.inner_width), ("--outer-width", cfg.outer_width)):
@@ -155,7 +156,7 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
     trainer = OuterTrainer(agents, links, pattern, train_rows, cfg.outer_steps, cfg.rounds, cfg.latent_steps,
                            lr=cfg.lr, warmup=cfg.warmup, batch=cfg.batch, seed=cfg.seed, ckpt=ckpt,
                            ckpt_every=cfg.checkpoint_every, rollout_steps=cfg.rollout_steps,
-                           contrast=cfg.contrast, margin=cfg.contrast_margin)
+                           contrast=cfg.contrast, margin=cfg.contrast_margin, keep_single=cfg.keep_single)
     summary = {"inner": {}, "outer": {}, "out": str(cfg.out)}
     resumed = cfg.resume and trainer.resume()
     k = min(cfg.eval_rows, len(held))  # spread over the split: held-out rows come in family blocks
@@ -212,7 +213,7 @@ def run(cfg: Config, echo=print, resolve=local_source) -> dict:
                 "inner_steps": cfg.inner_steps,
                 "outer_steps": cfg.outer_steps, "rollout_steps": cfg.rollout_steps, "batch": cfg.batch,
                 "answer_target": cfg.answer_target, "lr": cfg.lr, "init": cfg.init,
-                "contrast": cfg.contrast, "contrast_margin": cfg.contrast_margin,
+                "contrast": cfg.contrast, "contrast_margin": cfg.contrast_margin, "keep_single": cfg.keep_single,
                 "max_new_tokens": cfg.max_new,  # the answer budget it was validated with (the playground's default)
                 "init_from": trainer.extra.get("init_from"),
                 "init_from_commands": trainer.extra.get("init_from_commands", []),  # run these first to reproduce

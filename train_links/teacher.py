@@ -44,27 +44,42 @@ def _slots(pattern: Pattern, links, name: str, prev: dict, cur: dict, i: int) ->
     return slots
 
 
-def answer_losses(agent: Agent, prompts: list[torch.Tensor], rows: list[dict]) -> torch.Tensor:
-    """[B] per-row mean cross-entropy of each row's answer (or its "target" text; then the end-of-turn) after its
-    prompt embeddings: one right-padded forward; only positions that predict answer tokens go through the LM head."""
+def answer_logits(agent: Agent, prompts: list[torch.Tensor], rows: list[dict]) -> list[torch.Tensor]:
+    """Per row, the f32 logits [n, V] at the positions that predict its answer's n tokens (or its "target" text's;
+    then the end-of-turn) after its prompt embeddings: one right-padded forward; only those positions go through
+    the LM head."""
     ids = [agent.answer_ids(row.get("target") or row["answer"]) for row in rows]  # target: data.with_targets
     seqs = [torch.cat([p, agent.embed(i).to(p.dtype)]) for p, i in zip(prompts, ids, strict=True)]
     x = _pad(seqs).to(agent.dtype)
     with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
         h = agent.body(inputs_embeds=x).last_hidden_state
     head = agent.model.get_output_embeddings()
-    out = []
-    for j, (p, i) in enumerate(zip(prompts, ids, strict=True)):
-        start = p.shape[0]
-        out.append(F.cross_entropy(head(h[j, start - 1:start - 1 + len(i)]).float(), i))
-    return torch.stack(out)
+    return [head(h[j, p.shape[0] - 1:p.shape[0] - 1 + len(i)]).float()
+            for j, (p, i) in enumerate(zip(prompts, ids, strict=True))]
+
+
+def answer_losses(agent: Agent, prompts: list[torch.Tensor], rows: list[dict]) -> torch.Tensor:
+    """[B] per-row mean cross-entropy of each row's answer after its prompt embeddings (answer_logits)."""
+    return losses_of(agent, answer_logits(agent, prompts, rows), rows)
+
+
+def losses_of(agent: Agent, logits: list[torch.Tensor], rows: list[dict]) -> torch.Tensor:
+    return torch.stack([F.cross_entropy(lg, agent.answer_ids(row.get("target") or row["answer"]))
+                        for lg, row in zip(logits, rows, strict=True)])
+
+
+@torch.no_grad()
+def single_logits(agent: Agent, rows: list[dict]) -> list[torch.Tensor]:
+    """answer_logits of the agent alone, its slots empty: the one-agent baseline's distribution."""
+    return answer_logits(agent, [agent.prompt_embeds({"question": r["question"]}, {}) for r in rows], rows)
 
 
 def teacher_forced_losses(agents: dict[str, Agent], links, pattern: Pattern, rows: list[dict],
-                          rounds: int, sender_rows: list[dict] | None = None) -> torch.Tensor:
-    """[B] answer cross-entropy of the final agent for each row of one batch, teacher-forced as above.
-    `sender_rows`: every turn before the final one works on these rows' questions and texts instead (row i's
-    hand-offs come from sender_rows[i]), as `mlcbuild eval`'s shuffled control does at inference."""
+                          rounds: int, sender_rows: list[dict] | None = None, logits: bool = False):
+    """[B] answer cross-entropy of the final agent for each row of one batch, teacher-forced as above (with
+    `logits`, its answer_logits instead). `sender_rows`: every turn before the final one works on these rows'
+    questions and texts instead (row i's hand-offs come from sender_rows[i]), as `mlcbuild eval`'s shuffled
+    control does at inference."""
     prev: dict[str, list[torch.Tensor]] = {}
     senders = sender_rows or rows
     for r in range(rounds):
@@ -75,7 +90,7 @@ def teacher_forced_losses(agents: dict[str, Agent], links, pattern: Pattern, row
             prompts = [agent.prompt_embeds({"question": row["question"]}, _slots(pattern, links, name, prev, cur, i))
                        for i, row in enumerate(rows if last else senders)]
             if last:
-                return answer_losses(agent, prompts, rows)
+                return (answer_logits if logits else answer_losses)(agent, prompts, rows)
             turns = [_turn_ids(agent, row) for row in senders]
             x = _pad([torch.cat([p, agent.embed(t).to(p.dtype)]) for p, t in zip(prompts, turns, strict=True)])
             x = x.to(agent.dtype)

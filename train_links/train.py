@@ -141,10 +141,10 @@ class OuterTrainer:
 
     def __init__(self, agents, links: LinkSet, pattern, rows, teacher_steps, rounds, m, lr=1e-4, warmup=None,
                  batch=8, seed=0, clip=1.0, ckpt: Path | None = None, ckpt_every: int = 50, rollout_steps: int = 0,
-                 contrast: float = 0.0, margin: float = 0.5):
+                 contrast: float = 0.0, margin: float = 0.5, keep_single: float = 0.0):
         self.agents, self.links, self.pattern, self.rows = agents, links, pattern, rows
-        self.contrast, self.margin = contrast, margin
-        self.family: dict = {}  # kind -> row indices: where a row's contrast partner comes from
+        self.contrast, self.margin, self.keep_single = contrast, margin, keep_single
+        self.family: dict = {}  # kind -> row indices: where a row's partner (contrast, keep_single) comes from
         for i, r in enumerate(rows):
             self.family.setdefault(r.get("kind"), []).append(i)
         self.rounds, self.m, self.batch, self.seed, self.clip = rounds, m, batch, seed, clip
@@ -207,21 +207,31 @@ class OuterTrainer:
         teacher-forced stage with `contrast` > 0 a hinge that wants the answer at least `margin` nats less
         likely when the senders worked on another question of the same family (`partner_rows`): the links are
         pushed to carry per-question content, not only the task type, which the shuffled control cannot tell
-        apart (bench/RESULTS.md, issue 23)."""
+        apart (bench/RESULTS.md, issue 23). With `keep_single` > 0, a term that keeps the final agent's
+        one-agent behaviour where the hand-offs carry nothing for its question: keep_single * KL(one agent ||
+        the agent given another same-family question's hand-offs), per answer position, averaged over the row."""
         from .batched import rollout_losses
-        from .teacher import teacher_forced_losses
+        from .teacher import losses_of, single_logits, teacher_forced_losses
 
         if self.stage() != "teacher":
             return rollout_losses(self.agents, self.links, self.pattern, rows, self.rounds, self.m).sum()
         own = teacher_forced_losses(self.agents, self.links, self.pattern, rows, self.rounds)
         pairs = [(j, p) for j, p in enumerate(partner_rows or []) if p is not None]
-        if not (self.contrast and pairs):
+        if not ((self.contrast or self.keep_single) and pairs):
             return own.sum()
         at = [j for j, _ in pairs]
-        other = teacher_forced_losses(self.agents, self.links, self.pattern, [rows[j] for j in at], self.rounds,
-                                      sender_rows=[p for _, p in pairs])
-        hinge = torch.relu(self.margin - (other - own[at]))
-        return own.sum() + self.contrast * hinge.sum()
+        mine = [rows[j] for j in at]
+        logits = teacher_forced_losses(self.agents, self.links, self.pattern, mine, self.rounds,
+                                       sender_rows=[p for _, p in pairs], logits=True)
+        total = own.sum()
+        final = self.agents[self.pattern.final]
+        if self.contrast:
+            total = total + self.contrast * torch.relu(self.margin - (losses_of(final, logits, mine) - own[at])).sum()
+        if self.keep_single:
+            kl = [F.kl_div(F.log_softmax(lg, -1), F.log_softmax(ref, -1), log_target=True, reduction="batchmean")
+                  for lg, ref in zip(logits, single_logits(final, mine), strict=True)]
+            total = total + self.keep_single * torch.stack(kl).sum()
+        return total
 
     def run(self, until: int | None = None, on_step=None) -> list[float]:
         """Train up to global step `until` (default: all steps); returns the per-step losses so far."""
@@ -232,7 +242,7 @@ class OuterTrainer:
         while self.step < end:
             idx = _rows_for_step(len(self.rows), self.batch, self.seed, self.step)
             mine = dist.shard(idx)
-            partner = dict(zip(idx, self.partners(idx), strict=True)) if self.contrast else {}
+            partner = dict(zip(idx, self.partners(idx), strict=True)) if self.contrast or self.keep_single else {}
             self.opt.zero_grad()
             loss = self.loss_sum([self.rows[i] for i in mine],
                                  [None if partner.get(i) is None else self.rows[partner[i]] for i in mine]) \
