@@ -8,6 +8,12 @@ is one JSON object.
 
   python3 bench/eval_speed.py                          # smollm2-135m x3, shipped links, 64 built-in held-out rows
   python3 bench/eval_speed.py --rows 0 --batches 1,8     # all 323 rows
+  python3 bench/eval_speed.py --batches 1,8p1,8           # 8p1: batch 8 with a pool of 1 x 8 questions per call
+  python3 bench/eval_speed.py --before /tmp/old --before-build DIR --batches 8   # against an older checkout
+
+--before DIR adds an older checkout of this repository (e.g. `git worktree add /tmp/old COMMIT`) as the first
+configuration: each block runs through its own `mlcbuild eval` (one row at a time; its build from --before-build,
+made by that checkout) in a subprocess, and its seconds are the ones its eval reports per mode, as for the others.
 """
 
 import os
@@ -25,9 +31,12 @@ def main():
     ap.add_argument("--data", default="builtin", help="builtin (held-out split) or disjoint")
     ap.add_argument("--rows", type=int, default=64, help="spread evenly over the split (0: all)")
     ap.add_argument("--modes", default="single,text,latent")
-    ap.add_argument("--batches", default="1,8", help="batch sizes; the first is the reference")
+    ap.add_argument("--batches", default="1,8", help="batch sizes, B or BpP (a pool of P x B questions per call at "
+                    "r = 1; default latent_batch.POOL); the first is the reference")
     ap.add_argument("--block", type=int, default=32)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--before", default=None, help="an older checkout whose eval goes first (reference)")
+    ap.add_argument("--before-build", default=None, help="the build that checkout made (needed with --before)")
     add_json_file(ap)
     a = ap.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(a.threads)
@@ -35,6 +44,7 @@ def main():
     from pathlib import Path
 
     from builder.make import make
+    from builder.run import latent_batch
     from builder.run.evaluate import evaluate
     from builder.run.latent import LatentMAS
     from train_links.data import builtin
@@ -50,7 +60,10 @@ def main():
     if a.rows and a.rows < len(rows):
         rows = [rows[i * len(rows) // a.rows] for i in range(a.rows)]
     modes = [m for m in a.modes.split(",") if m]
-    configs = [int(b) for b in a.batches.split(",")]
+    configs = [b for b in a.batches.split(",") if b]
+    pools = {c: int(c.split("p")[1]) if "p" in c else latent_batch.POOL for c in configs}
+    if a.before:
+        configs.insert(0, "before")
     mas = LatentMAS([build] * 3, Path(a.links))
     secs = {c: {m: 0.0 for m in modes} for c in configs}
     work = {c: {m: [0, 0] for m in modes} for c in configs}  # prompt positions prefilled, kept
@@ -60,7 +73,11 @@ def main():
     for start in range(0, len(rows), a.block):
         block = rows[start:start + a.block]
         for c in configs:
-            res = evaluate(mas, block, modes, batch=c)
+            if c == "before":
+                res = before_eval(a, block, modes)
+            else:
+                latent_batch.POOL = pools[c]
+                res = evaluate(mas, block, modes, batch=int(c.split("p")[0]))
             for m in modes:
                 s = res["modes"][m]
                 secs[c][m] += s["seconds"]
@@ -73,11 +90,12 @@ def main():
     table, res = [], []
     for c in configs:
         same = {m: sum(x[m] == y[m] for x, y in zip(outs[c], outs[ref], strict=True)) for m in modes}
-        name = f"batch {c}"
+        name = f"batch {c}" if c != "before" else f"before ({a.before}, one row at a time)"
         table.append([name, *(f"{secs[c][m]:.1f}" for m in modes), f"{total[c]:.1f}",
                       f"{total[ref] / total[c]:.2f}x", " ".join(f"{same[m]}/{len(rows)}" for m in modes),
                       sum(w[0] for w in work[c].values())])
-        res.append({"batch": c, "seconds": secs[c], "total": total[c],
+        res.append({"batch": 1 if c == "before" else int(c.split("p")[0]), "pool": pools.get(c),
+                    "code": a.before if c == "before" else "this checkout", "seconds": secs[c], "total": total[c],
                     "speedup": total[ref] / total[c], "same_outputs": same,
                     "prefilled": {m: work[c][m][0] for m in modes}, "kept": {m: work[c][m][1] for m in modes}})
     print_table(table, ["configuration", *(f"{m} s" for m in modes), "total s", "speed-up",
@@ -87,6 +105,27 @@ def main():
                        "load_after": loadavg(), "results": res})
     print(line)
     append_line(a.json_file, line)
+
+
+def before_eval(a, block: list[dict], modes: list[str]) -> dict:
+    """`mlcbuild eval` of the checkout at a.before on these rows (one row at a time), as evaluate()'s result."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "rows.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in block))
+        env = {**os.environ, "PYTHONPATH": str(Path(a.before).resolve()), "TVM_NUM_THREADS": str(a.threads)}
+        build = str(Path(a.before_build).resolve())
+        out = subprocess.run([sys.executable, "-m", "builder.cli", "eval", "--agents", ",".join([build] * 3),
+                              "--links", a.links, "--data", str(data), "--modes", ",".join(modes), "--json",
+                              "--quiet"], env=env, cwd=tmp, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"the eval of {a.before} failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout)
 
 
 if __name__ == "__main__":
