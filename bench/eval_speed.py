@@ -8,7 +8,6 @@ is one JSON object.
 
   python3 bench/eval_speed.py                          # smollm2-135m x3, shipped links, 64 built-in held-out rows
   python3 bench/eval_speed.py --rows 0 --batches 1,8     # all 323 rows
-  python3 bench/eval_speed.py --batches 1,8p1,8           # 8p1: batch 8 with a pool of 1 x 8 questions per call
   python3 bench/eval_speed.py --before /tmp/old --before-build DIR --batches 8   # against an older checkout
 
 --before DIR adds an older checkout of this repository (e.g. `git worktree add /tmp/old COMMIT`) as the first
@@ -31,8 +30,7 @@ def main():
     ap.add_argument("--data", default="builtin", help="builtin (held-out split) or disjoint")
     ap.add_argument("--rows", type=int, default=64, help="spread evenly over the split (0: all)")
     ap.add_argument("--modes", default="single,text,latent")
-    ap.add_argument("--batches", default="1,8", help="batch sizes, B or BpP (a pool of P x B questions per call at "
-                    "r = 1; default latent_batch.POOL); the first is the reference")
+    ap.add_argument("--batches", default="1,8", help="batch sizes; the first is the reference")
     ap.add_argument("--block", type=int, default=32)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--before", default=None, help="an older checkout whose eval goes first (reference)")
@@ -44,7 +42,6 @@ def main():
     from pathlib import Path
 
     from builder.make import make
-    from builder.run import latent_batch
     from builder.run.evaluate import evaluate
     from builder.run.latent import LatentMAS
     from train_links.data import builtin
@@ -60,9 +57,10 @@ def main():
     if a.rows and a.rows < len(rows):
         rows = [rows[i * len(rows) // a.rows] for i in range(a.rows)]
     modes = [m for m in a.modes.split(",") if m]
-    configs = [b for b in a.batches.split(",") if b]
-    pools = {c: int(c.split("p")[1]) if "p" in c else latent_batch.POOL for c in configs}
+    configs: list = [int(b) for b in a.batches.split(",") if b]
     if a.before:
+        if not a.before_build:
+            raise SystemExit("--before needs --before-build: the build that checkout made")
         configs.insert(0, "before")
     mas = LatentMAS([build] * 3, Path(a.links))
     secs = {c: {m: 0.0 for m in modes} for c in configs}
@@ -76,8 +74,7 @@ def main():
             if c == "before":
                 res = before_eval(a, block, modes)
             else:
-                latent_batch.POOL = pools[c]
-                res = evaluate(mas, block, modes, batch=int(c.split("p")[0]))
+                res = evaluate(mas, block, modes, batch=c)
             for m in modes:
                 s = res["modes"][m]
                 secs[c][m] += s["seconds"]
@@ -94,8 +91,8 @@ def main():
         table.append([name, *(f"{secs[c][m]:.1f}" for m in modes), f"{total[c]:.1f}",
                       f"{total[ref] / total[c]:.2f}x", " ".join(f"{same[m]}/{len(rows)}" for m in modes),
                       sum(w[0] for w in work[c].values())])
-        res.append({"batch": 1 if c == "before" else int(c.split("p")[0]), "pool": pools.get(c),
-                    "code": a.before if c == "before" else "this checkout", "seconds": secs[c], "total": total[c],
+        res.append({"batch": 1 if c == "before" else c, "code": a.before if c == "before" else "this checkout",
+                    "seconds": secs[c], "total": total[c],
                     "speedup": total[ref] / total[c], "same_outputs": same,
                     "prefilled": {m: work[c][m][0] for m in modes}, "kept": {m: work[c][m][1] for m in modes}})
     print_table(table, ["configuration", *(f"{m} s" for m in modes), "total s", "speed-up",

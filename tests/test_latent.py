@@ -321,26 +321,3 @@ def test_batched_eval_gives_every_row_the_same_outputs(system):
         for k in ("correct", "prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps"):
             assert one["modes"][mode][k] == many["modes"][mode][k], (mode, k)
     assert many["modes"]["latent"]["reused_tokens"] > 0 and many["modes"]["text"]["generated_tokens"] > 0
-
-
-@pytest.mark.slow
-def test_pooled_eval_at_one_round_gives_every_row_the_same_outputs(system):
-    """At r = 1 a batched call takes 4 x B questions and streams each agent's text through its B rows (a question
-    takes a row another one left): 7 rows through 2 rows per agent give every row the outputs and token counts
-    of the one-row-at-a-time run."""
-    from builder.run.evaluate import evaluate
-    from builder.run.latent_batch import BatchRunner
-
-    rows = [{"question": f"What is {a} + {b}?", "answer": str(a + b), "kind": "arithmetic" if a % 2 else "sum"}
-            for a, b in [(1, 2), (30, 4), (5, 61), (7, 8), (9, 10), (11, 120), (13, 14)]]
-    mas = LatentMAS(system["dirs"], system["links_file"])
-    mas.rounds = 1
-    assert BatchRunner(mas, 2).capacity == 8
-    modes = ["single", "text", "latent", "shuffled"]
-    one = evaluate(mas, rows, modes, max_new_tokens=6, text_tokens=5)
-    many = evaluate(mas, rows, modes, max_new_tokens=6, text_tokens=5, batch=2)
-    for a, b in zip(one["rows"], many["rows"], strict=True):
-        assert a["outputs"] == b["outputs"], a["question"]
-    for mode in modes:
-        for k in ("correct", "prompt_tokens", "reused_tokens", "generated_tokens", "latent_steps"):
-            assert one["modes"][mode][k] == many["modes"][mode][k], (mode, k)

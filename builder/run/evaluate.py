@@ -60,14 +60,13 @@ def evaluate(mas, rows: list[dict], modes=MODES, max_new_tokens: int = 40, text_
     other = {"shuffled": partners(rows, True), "shuffled-cross": partners(rows, False)}
     per_row = [{"question": row["question"], "answer": row["answer"], "kind": row.get("kind"), "outputs": {}}
                for row in rows]
-    runner, step = None, 1
+    runner = None
     if batch > 1:
         from .latent_batch import BatchRunner
 
         runner = BatchRunner(mas, batch)
-        step = runner.capacity
-    for start in range(0, len(rows), step):
-        chunk = list(range(start, min(start + step, len(rows))))
+    for start in range(0, len(rows), max(1, batch)):
+        chunk = list(range(start, min(start + max(1, batch), len(rows))))
         for mode in modes:
             t0 = time.perf_counter()
             run_mode = "single" if mode == "prompt-tuned" else "latent" if mode in ("zero", *other) else mode

@@ -1,13 +1,10 @@
 """LatentMAS over several questions at once: the same loop as LatentMAS._run, with each agent's work on every
 question stepped together (`mlcbuild eval --batch B`).
 
-Each agent holds one Batch (builder/run/batch.py) of B sequences. The questions' prompts share forwards where that
-keeps a lone prompt's bits (Batch.hidden_many); latent steps and text tokens are one forward for all questions still
-going. At r = 1 a call takes up to POOL * B questions: each agent's text flows through its B rows, a waiting
-question taking a row as soon as half of them are free, so a long writer no longer leaves the other rows idle.
-(At r > 1 a question keeps its row from round to round, for the KV prefix reuse, so a call takes at most B.)
-A batched decode row sums in a lone row's order, and links run per question, so every question gets the outputs
-`LatentMAS.run` gives it alone (tests/test_batch.py, and the eval tests check every row).
+Each agent holds one Batch (builder/run/batch.py) of B sequences, row i for question i. The questions' prompts share
+forwards where that keeps a lone prompt's bits (Batch.hidden_many); latent steps and text tokens are one forward for
+all questions still going. A batched decode row sums in a lone row's order, and links run per question, so every
+question gets the outputs `LatentMAS.run` gives it alone (tests/test_batch.py, and the eval test checks every row).
 """
 
 import numpy as np
@@ -16,26 +13,18 @@ import torch
 from .latent import TEXT_TOKENS, Metrics, merge_slot
 from .wire import frame_size
 
-POOL = 4  # questions per call at r = 1, in units of B: fewer stage tails with idle rows
-
 
 class BatchRunner:
     def __init__(self, mas, size: int):
         self.mas, self.size = mas, size
         self.batches = {name: a.engine.batch(size, a.seq.max_seq_len) for name, a in mas.agents.items()}
-        self.admit = max(1, size // 2)  # free rows before waiting questions are prefilled into them (together)
-
-    @property
-    def capacity(self) -> int:
-        """Questions one run() call takes."""
-        return self.size * (POOL if self.mas.rounds == 1 else 1)
 
     def run(self, questions: list[str], mode: str = "latent", max_new_tokens: int = 32,
             text_tokens: int | None = None, senders: list[str | None] | None = None, zero_handoffs: bool = False,
             slot_prompt=None) -> list[dict]:
         """One result per question, as LatentMAS.run(question, ...) gives it: {"answer", "metrics"}."""
-        if len(questions) > self.capacity:
-            raise ValueError(f"{len(questions)} questions for a runner that takes {self.capacity}")
+        if len(questions) > self.size:
+            raise ValueError(f"{len(questions)} questions for a batch of {self.size}")
         prev = torch.get_num_threads()
         torch.set_num_threads(1)  # as LatentMAS.run: the links are small, TVM's pool needs the cores
         try:
@@ -96,8 +85,6 @@ class BatchRunner:
     def _feed(self, name: str, i: int, question: str, emb: np.ndarray, prefix: int, mt: Metrics, cached) -> np.ndarray:
         """Agent.start for row i: keep the shared prefix of this question's earlier round, else start empty."""
         batch = self.batches[name]
-        if self.mas.rounds == 1:
-            cached[name][i] = None  # no earlier round; a row that held an equal question must not be reused
         if self.mas.reuse_kv and cached[name][i] == question and batch.lengths[i] >= prefix:
             batch.truncate(i, prefix)
             new = emb[prefix:]
@@ -110,51 +97,36 @@ class BatchRunner:
         return new
 
     def _think(self, name, qs, prompts, m, mts, cached) -> list[np.ndarray]:
-        """Prefill the questions' prompts, then m latent steps for B of them together: [m, H] per question."""
-        batch, blocks = self.batches[name], []
-        for at in range(0, len(qs), self.size):  # every question takes m steps: no tail to fill
-            qids = list(range(at, min(at + self.size, len(qs))))
-            rows = [q - at for q in qids]
-            new = [self._feed(name, r, qs[q], *prompts[q], mts[q], cached) for r, q in zip(rows, qids, strict=True)]
-            h = np.stack([x[-1] for x in batch.hidden_many(rows, new)])
-            steps = []
-            for _ in range(m):
-                x = np.concatenate([self.mas._link(f"inner:{name}", h[j:j + 1]) for j in range(len(rows))], 0)
-                h = batch.decode_hidden(rows, x)
-                steps.append(h)
-            blocks += list(np.stack(steps, 1))  # [m, H] per question
+        """Prefill every question's prompt, then m latent steps for all of them together: [m, H] per question."""
+        batch, ids = self.batches[name], list(range(len(qs)))
+        new = [self._feed(name, i, qs[i], *prompts[i], mts[i], cached) for i in ids]
+        h = np.stack([x[-1] for x in batch.hidden_many(ids, new)])
+        steps = []
+        for _ in range(m):
+            x = np.concatenate([self.mas._link(f"inner:{name}", h[i:i + 1]) for i in ids], 0)  # per question
+            h = batch.decode_hidden(ids, x)
+            steps.append(h)
         for mt in mts:
             mt.latent_steps += m
-        return blocks
+        block = np.stack(steps, 1)  # [questions, m, H]
+        return [block[i] for i in ids]
 
     def _decode(self, name, qs, prompts, max_new, mts, cached) -> list[str]:
-        """Greedy text for every question through the B rows: waiting questions are prefilled together into free
-        rows (when `admit` rows are free, or none is writing), then one decode step for all still writing."""
-        agent, batch = self.mas.agents[name], self.batches[name]
-        waiting, free = list(range(len(qs))), list(range(self.size))
-        row, logits, out, live = {}, {}, {q: [] for q in range(len(qs))}, []
-        while waiting or live:
-            if waiting and (not live or len(free) >= self.admit):
-                new = waiting[:len(free)]
-                del waiting[:len(new)]
-                for q in new:
-                    row[q] = free.pop(0)
-                embeds = [self._feed(name, row[q], qs[q], *prompts[q], mts[q], cached) for q in new]
-                logits.update(zip(new, batch.prefill_many([row[q] for q in new], embeds), strict=True))
-                live += new
-            going = []
-            for q in live:
-                t = int(np.argmax(logits[q]))
-                if t not in agent.stop:
-                    out[q].append(t)
-                if t in agent.stop or len(out[q]) == max_new:
-                    free.append(row[q])  # done: its row takes the next waiting question
-                else:
-                    going.append(q)
-            live = going
-            if live:
-                step = batch.decode([row[q] for q in live], agent.engine.embed([out[q][-1] for q in live]))
-                logits = dict(zip(live, step, strict=True))
-        for q, ids in out.items():
-            mts[q].generated_tokens += len(ids)
-        return [agent.tokenizer.decode(out[q], skip_special_tokens=True) for q in range(len(qs))]
+        """Greedy text for every question: the prompts' prefills, then one decode step for all still writing."""
+        agent, batch, ids = self.mas.agents[name], self.batches[name], list(range(len(qs)))
+        new = [self._feed(name, i, qs[i], *prompts[i], mts[i], cached) for i in ids]
+        logits = dict(zip(ids, batch.prefill_many(ids, new), strict=True))
+        out = {i: [] for i in logits}
+        live = list(logits)
+        for _ in range(max_new):
+            nxt = {i: int(np.argmax(logits[i])) for i in live}
+            live = [i for i in live if nxt[i] not in agent.stop]
+            if not live:
+                break
+            for i in live:
+                out[i].append(nxt[i])
+            rows = batch.decode(live, agent.engine.embed([nxt[i] for i in live]))
+            logits = {i: rows[j] for j, i in enumerate(live)}
+        for i, ids in out.items():
+            mts[i].generated_tokens += len(ids)
+        return [agent.tokenizer.decode(out[i], skip_special_tokens=True) for i in range(len(qs))]
