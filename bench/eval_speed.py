@@ -37,6 +37,8 @@ def main():
     ap.add_argument("--before-build", default=None, help="the build that checkout made (needed with --before)")
     add_json_file(ap)
     a = ap.parse_args()
+    if a.before and not a.before_build:
+        raise SystemExit("--before needs --before-build: the build that checkout made")
     os.environ["TVM_NUM_THREADS"] = str(a.threads)
     import json
     from pathlib import Path
@@ -59,8 +61,6 @@ def main():
     modes = [m for m in a.modes.split(",") if m]
     configs: list = [int(b) for b in a.batches.split(",") if b]
     if a.before:
-        if not a.before_build:
-            raise SystemExit("--before needs --before-build: the build that checkout made")
         configs.insert(0, "before")
     mas = LatentMAS([build] * 3, Path(a.links))
     secs = {c: {m: 0.0 for m in modes} for c in configs}
@@ -116,9 +116,9 @@ def before_eval(a, block: list[dict], modes: list[str]) -> dict:
         data = Path(tmp) / "rows.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in block))
         env = {**os.environ, "PYTHONPATH": str(Path(a.before).resolve()), "TVM_NUM_THREADS": str(a.threads)}
-        build = str(Path(a.before_build).resolve())
+        build, links = str(Path(a.before_build).resolve()), str(Path(a.links).resolve())  # it runs in tmp
         out = subprocess.run([sys.executable, "-m", "builder.cli", "eval", "--agents", ",".join([build] * 3),
-                              "--links", a.links, "--data", str(data), "--modes", ",".join(modes), "--json",
+                              "--links", links, "--data", str(data), "--modes", ",".join(modes), "--json",
                               "--quiet"], env=env, cwd=tmp, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"the eval of {a.before} failed: {out.stderr.strip().splitlines()[-1:]}")
